@@ -1,0 +1,559 @@
+//! RFC 6455 §5-§7 — the sans-IO connection: bytes in, events out, bytes to send.
+//!
+//! # Theory of operation
+//!
+//! A [`Connection`] is what is left of a WebSocket once the opening handshake is over: a state
+//! machine that never touches a socket. The caller moves bytes:
+//!
+//! ```text
+//!   socket ──read──▶ receive(&[u8]) ──▶ next_event() ──▶ Event::{Text, Binary, Ping, Pong, Close}
+//!   socket ◀─write── next_outgoing() ◀── send_text / send_binary / close / automatic replies
+//! ```
+//!
+//! `next_event` returns `Ok(None)` when it needs more bytes: partial input is normal, not an
+//! error. It decodes one frame header at a time and checks it against the rules and the size
+//! budget *before* reading the payload, unmasks the payload in place as it arrives, validates
+//! text as it arrives, and reassembles fragments (§5.4) while answering control frames that
+//! arrive between them.
+//!
+//! Pings are answered automatically (§5.5.2). Up to [`MAX_PENDING_PONGS`] answers wait in
+//! order; when more pings arrive before the caller takes the outgoing bytes, the oldest pending
+//! pong is dropped, so the latest ping is always answered ("an endpoint MAY elect to send a Pong
+//! frame for only the most recently processed Ping frame") and a ping flood can't grow memory.
+//! Pending pongs are sent ahead of queued data frames, so they are never stuck behind a full
+//! queue; the write-buffer limit applies to data messages only.
+//!
+//! # Closing (§7)
+//!
+//! ```text
+//!            close()                       peer's Close
+//!   Open ───────────────▶ CloseSent ───────────────────────▶ Closed
+//!    │                                                         ▲
+//!    └── peer's Close: echo its code, report Event::Close ─────┘
+//!    └── protocol error: send 1002/1007/1009, return Err ──────┘
+//! ```
+//!
+//! In `Closed` the caller flushes the outgoing bytes and closes the transport: the server
+//! first (§7.1.1), the client after the server or a timeout.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::Config;
+use crate::error::{Error, ProtocolError, UsageError};
+use crate::frame::mask::apply_mask;
+use crate::frame::{EncodedFrame, FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::message::{Kind, Reassembly, Utf8Validator};
+use crate::rand::Rng;
+
+/// Which end of the connection this is. It decides the masking direction (§5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Accepted the connection: sends unmasked frames, requires masked ones.
+    Server,
+    /// Opened the connection: masks every frame, rejects masked ones.
+    Client,
+}
+
+/// Where the closing handshake stands (§7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// This side sent a close frame and waits for the peer's. Messages still arrive.
+    CloseSent,
+    /// Both close frames were exchanged, or the connection failed. Flush the outgoing bytes
+    /// and close the transport.
+    Closed,
+}
+
+/// What the peer sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A complete text message, validated as UTF-8.
+    Text(String),
+    /// A complete binary message.
+    Binary(Bytes),
+    /// A ping. The pong has already been queued.
+    Ping(Bytes),
+    /// A pong (an answer to our ping, or unsolicited as a heartbeat).
+    Pong(Bytes),
+    /// The peer's close frame. If this side had not sent one, the reply echoing the peer's
+    /// code is queued. The connection is now [`State::Closed`].
+    Close(CloseFrame),
+}
+
+/// One frame to write: a header and a payload, kept apart so the payload can be written
+/// without copying (vectored write).
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    head: [u8; MAX_HEADER_LEN],
+    head_len: u8,
+    body: Bytes,
+}
+
+impl Outgoing {
+    fn new(header: &FrameHeader, body: Bytes) -> Self {
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head) as u8;
+        Outgoing { head, head_len, body }
+    }
+
+    fn encoded(frame: &EncodedFrame) -> Self {
+        Outgoing { head: [0; MAX_HEADER_LEN], head_len: 0, body: frame.as_bytes().clone() }
+    }
+
+    /// The frame header bytes (may be empty for a pre-encoded frame, whose header is in the
+    /// body).
+    pub fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
+    }
+
+    /// The payload bytes.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Total bytes on the wire.
+    pub fn len(&self) -> usize {
+        usize::from(self.head_len) + self.body.len()
+    }
+
+    /// Whether the frame has no bytes (never true: every frame has a header).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the frame's bytes to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.head());
+        out.extend_from_slice(&self.body);
+    }
+}
+
+/// A frame whose header has been decoded and whose payload is arriving.
+#[derive(Debug)]
+struct InFrame {
+    header: FrameHeader,
+    len: usize,
+    /// Payload bytes at the front of the read buffer already unmasked (and, for text,
+    /// validated).
+    done: usize,
+    /// Whole message in one frame, seen complete at once: validated only when converted.
+    whole: bool,
+}
+
+/// The sans-IO WebSocket state machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    rbuf: BytesMut,
+    frame: Option<InFrame>,
+    message: Option<Reassembly>,
+    utf8: Utf8Validator,
+    /// Payloads of unanswered pings, oldest first: sent ahead of queued data.
+    pongs: VecDeque<Bytes>,
+    queue: VecDeque<Outgoing>,
+    queued_data: usize,
+    /// An outgoing fragmented message is in progress (a continuation is expected next).
+    sending_fragmented: bool,
+    rng: Option<Rng>,
+}
+
+/// Most pongs waiting to be written; past this the oldest is dropped (§5.5.3). Bounded so a ping
+/// flood costs at most this many 125-byte payloads.
+pub const MAX_PENDING_PONGS: usize = 16;
+
+/// Read buffers bigger than this are released once empty, so one big message doesn't pin its
+/// memory for the life of the connection.
+const KEEP_READ_CAPACITY: usize = 64 * 1024;
+
+impl Connection {
+    /// A connection in [`State::Open`], right after a successful opening handshake.
+    pub fn new(role: Role, config: Config) -> Self {
+        Connection {
+            role,
+            config,
+            state: State::Open,
+            rbuf: BytesMut::new(),
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            pongs: VecDeque::new(),
+            queue: VecDeque::new(),
+            queued_data: 0,
+            sending_fragmented: false,
+            rng: (role == Role::Client).then(Rng::new),
+        }
+    }
+
+    /// This side's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The closing-handshake state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Feeds bytes read from the transport. Bytes after the connection closed are ignored.
+    pub fn receive(&mut self, data: &[u8]) {
+        if self.state != State::Closed {
+            self.rbuf.extend_from_slice(data);
+        }
+    }
+
+    /// Bytes received but not yet turned into events (bounded by the frame size limit plus a
+    /// header, and by what the caller feeds between calls to [`next_event`](Self::next_event)).
+    pub fn buffered_len(&self) -> usize {
+        self.rbuf.len()
+    }
+
+    /// The next event, `Ok(None)` if more bytes are needed (or the connection is closed).
+    ///
+    /// On `Err(Error::Protocol(e))` the connection has failed (§7.1.7): a close frame with
+    /// `e.close_code()` is queued, the state is [`State::Closed`], and later calls return
+    /// `Ok(None)`. Flush the outgoing bytes and close the transport.
+    pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        match self.poll_event() {
+            Ok(event) => Ok(event),
+            Err(e) => {
+                self.fail(e);
+                Err(Error::Protocol(e))
+            }
+        }
+    }
+
+    fn poll_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.state == State::Closed {
+                return Ok(None);
+            }
+            if self.frame.is_none() {
+                let Some((header, used)) = FrameHeader::decode(&self.rbuf)? else { return Ok(None) };
+                let len = self.check_header(&header)?;
+                self.rbuf.advance(used);
+                let whole = header.fin && self.message.is_none() && self.rbuf.len() >= len;
+                self.frame = Some(InFrame { header, len, done: 0, whole });
+            }
+            let Some(frame) = self.frame.as_mut() else { return Ok(None) };
+            let available = self.rbuf.len().min(frame.len);
+            if available > frame.done {
+                let fresh = &mut self.rbuf[frame.done..available];
+                if let Some(key) = frame.header.mask {
+                    apply_mask(fresh, key, frame.done);
+                }
+                let text = match frame.header.opcode {
+                    OpCode::Text => true,
+                    OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.kind == Kind::Text),
+                    _ => false,
+                };
+                // §8.1, validated as it arrives so a bad byte fails now, not at the end.
+                if text && !frame.whole {
+                    self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                frame.done = available;
+            }
+            if frame.done < frame.len {
+                return Ok(None);
+            }
+            let (header, whole) = (frame.header, frame.whole);
+            self.frame = None;
+            let payload = self.rbuf.split_to(header.payload_len as usize);
+            if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_READ_CAPACITY {
+                self.rbuf = BytesMut::new();
+            }
+            if let Some(event) = self.on_frame(header, payload, whole)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// The checks made on a header before its payload is read. Returns the payload length.
+    fn check_header(&self, h: &FrameHeader) -> Result<usize, ProtocolError> {
+        // §5.2: "MUST be 0 unless an extension is negotiated that defines meanings for non-zero
+        // values."
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        // §5.1: "The server MUST close the connection upon receiving a frame that is not
+        // masked." / "A client MUST close a connection if it detects a masked frame."
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            // §5.5: "All control frames MUST have a payload length of 125 bytes or less and
+            // MUST NOT be fragmented."
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if h.payload_len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+            return Ok(h.payload_len as usize);
+        }
+        let (so_far, fragments) = match (&self.message, h.opcode) {
+            (None, OpCode::Continuation) => return Err(ProtocolError::UnexpectedContinuation),
+            (Some(_), OpCode::Text | OpCode::Binary) => return Err(ProtocolError::ExpectedContinuation),
+            (Some(m), _) => (m.data.len(), m.fragments),
+            (None, _) => (0, 0),
+        };
+        // One budget over frame size, reassembled size and fragment count, checked against the
+        // announced length before a byte of payload is read or allocated.
+        if h.payload_len > self.config.max_frame_size() as u64 {
+            return Err(ProtocolError::FrameTooBig);
+        }
+        if so_far as u64 + h.payload_len > self.config.max_message_size() as u64 {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        if fragments + 1 > self.config.max_fragments() {
+            return Err(ProtocolError::TooManyFragments);
+        }
+        Ok(h.payload_len as usize)
+    }
+
+    fn on_frame(&mut self, h: FrameHeader, payload: BytesMut, whole: bool) -> Result<Option<Event>, ProtocolError> {
+        match h.opcode {
+            OpCode::Ping => {
+                let payload = payload.freeze();
+                // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+                // response, unless it already received a Close frame." A new
+                // pending pong past MAX_PENDING_PONGS drops the oldest (§5.5.3 allows it).
+                if self.state == State::Open {
+                    if self.pongs.len() == MAX_PENDING_PONGS {
+                        self.pongs.pop_front();
+                    }
+                    self.pongs.push_back(payload.clone());
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
+            OpCode::Close => {
+                let frame = CloseFrame::parse(&payload)?;
+                if self.state == State::Open {
+                    // §5.5.1: "the endpoint MUST send a Close frame in response. (When sending a
+                    // Close frame in response, the endpoint typically echos the status code it
+                    // received.)"
+                    let reply = CloseFrame::encode(frame.code, "").unwrap_or_default();
+                    self.push_control(OpCode::Close, reply);
+                }
+                self.state = State::Closed;
+                self.rbuf = BytesMut::new();
+                Ok(Some(Event::Close(frame)))
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.on_data(h, payload, whole),
+        }
+    }
+
+    fn on_data(&mut self, h: FrameHeader, payload: BytesMut, whole: bool) -> Result<Option<Event>, ProtocolError> {
+        let kind = match (h.opcode, &self.message) {
+            (OpCode::Text, _) => Kind::Text,
+            (OpCode::Binary, _) => Kind::Binary,
+            (_, Some(m)) => m.kind,
+            (_, None) => return Err(ProtocolError::UnexpectedContinuation),
+        };
+        if h.fin && self.message.is_none() {
+            // An unfragmented message: no reassembly, and a binary payload is not copied.
+            return match kind {
+                Kind::Binary => Ok(Some(Event::Binary(payload.freeze()))),
+                Kind::Text => {
+                    if !whole {
+                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    let text = String::from_utf8(payload.to_vec()).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Ok(Some(Event::Text(text)))
+                }
+            };
+        }
+        let message = self.message.get_or_insert_with(|| Reassembly::new(kind));
+        message.data.extend_from_slice(&payload);
+        message.fragments += 1;
+        if !h.fin {
+            return Ok(None);
+        }
+        let Some(message) = self.message.take() else { return Ok(None) };
+        match message.kind {
+            Kind::Binary => Ok(Some(Event::Binary(message.data.freeze()))),
+            Kind::Text => {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                let text = String::from_utf8(Vec::from(message.data)).map_err(|_| ProtocolError::InvalidUtf8)?;
+                Ok(Some(Event::Text(text)))
+            }
+        }
+    }
+
+    /// §7.1.7 "_Fail the WebSocket Connection_": drop what was queued, send a close frame with
+    /// the error's code (unless one was already sent), and stop reading.
+    fn fail(&mut self, e: ProtocolError) {
+        if self.state == State::Open {
+            self.queue.clear();
+            self.queued_data = 0;
+            self.pongs.clear();
+            let payload = CloseFrame::encode(e.close_code(), "").unwrap_or_default();
+            self.push_control(OpCode::Close, payload);
+        }
+        self.state = State::Closed;
+        self.frame = None;
+        self.message = None;
+        self.rbuf = BytesMut::new();
+    }
+
+    // ---- sending ----------------------------------------------------------------------------
+
+    /// Queues a text message as one frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_frame(OpCode::Text, true, Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    /// Queues a binary message as one frame. A server sends `Bytes` without copying them.
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_frame(OpCode::Binary, true, data.into())
+    }
+
+    /// Queues a ping (payload at most 125 bytes).
+    pub fn send_ping(&mut self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_frame(OpCode::Ping, true, payload.into())
+    }
+
+    /// Queues an unsolicited pong (a one-way heartbeat, §5.5.3).
+    pub fn send_pong(&mut self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_frame(OpCode::Pong, true, payload.into())
+    }
+
+    /// Queues one frame. For fragmentation (§5.4) send `Text`/`Binary` with `fin = false`, then
+    /// `Continuation` frames, the last with `fin = true`; control frames may go in between.
+    ///
+    /// Errors (nothing is queued): [`UsageError::SendAfterClose`] after a close frame was sent,
+    /// [`UsageError::ControlPayloadTooLong`] or a fragmented control frame,
+    /// [`UsageError::WriteBufferFull`] when queued data reached the limit. Sending a close frame
+    /// this way is refused; use [`close`](Self::close). The caller is responsible for the UTF-8
+    /// validity of text split across fragments.
+    pub fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: Bytes) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(UsageError::SendAfterClose.into());
+        }
+        if opcode.is_control() {
+            if opcode == OpCode::Close {
+                return Err(UsageError::InvalidCloseCode(0).into());
+            }
+            if !fin || payload.len() > 125 {
+                return Err(UsageError::ControlPayloadTooLong.into());
+            }
+            self.push_control(opcode, payload);
+            return Ok(());
+        }
+        if self.queued_data >= self.config.write_buffer_limit() {
+            return Err(UsageError::WriteBufferFull.into());
+        }
+        let continuation = opcode == OpCode::Continuation;
+        if continuation != self.sending_fragmented {
+            // A continuation with nothing to continue, or a new message inside a fragmented one.
+            return Err(UsageError::FragmentOutOfOrder.into());
+        }
+        self.sending_fragmented = !fin;
+        let frame = self.build(opcode, fin, payload);
+        self.queued_data += frame.len();
+        self.queue.push_back(frame);
+        Ok(())
+    }
+
+    /// Queues a pre-encoded frame (server role only): the bytes are shared, not copied, so one
+    /// [`EncodedFrame`] can go to many connections.
+    pub fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
+        if self.role == Role::Client {
+            return Err(UsageError::EncodedFrameFromClient.into());
+        }
+        if self.state != State::Open {
+            return Err(UsageError::SendAfterClose.into());
+        }
+        if self.sending_fragmented {
+            return Err(UsageError::FragmentOutOfOrder.into());
+        }
+        match frame.opcode() {
+            OpCode::Close => {
+                self.queue.push_back(Outgoing::encoded(frame));
+                self.state = State::CloseSent;
+            }
+            _ => {
+                if self.queued_data >= self.config.write_buffer_limit() {
+                    return Err(UsageError::WriteBufferFull.into());
+                }
+                self.queued_data += frame.len();
+                self.queue.push_back(Outgoing::encoded(frame));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the closing handshake (§7.1.2): queues a close frame after the queued data. The
+    /// connection moves to [`State::CloseSent`]; messages still arrive until the peer's close.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(UsageError::SendAfterClose.into());
+        }
+        let payload = CloseFrame::encode(code, reason)?;
+        self.push_control(OpCode::Close, payload);
+        self.state = State::CloseSent;
+        Ok(())
+    }
+
+    fn push_control(&mut self, opcode: OpCode, payload: Bytes) {
+        let frame = self.build(opcode, true, payload);
+        self.queue.push_back(frame);
+    }
+
+    fn build(&mut self, opcode: OpCode, fin: bool, payload: Bytes) -> Outgoing {
+        let mask = self.rng.as_mut().map(Rng::mask_key);
+        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+        let body = match mask {
+            // §5.3: the client masks a copy; the caller's bytes are left alone.
+            Some(key) => {
+                let mut masked = BytesMut::from(&payload[..]);
+                apply_mask(&mut masked, key, 0);
+                masked.freeze()
+            }
+            None => payload,
+        };
+        Outgoing::new(&header, body)
+    }
+
+    /// The next frame to write, pending pong first. Write each frame completely before taking
+    /// the next.
+    pub fn next_outgoing(&mut self) -> Option<Outgoing> {
+        if let Some(payload) = self.pongs.pop_front() {
+            return Some(self.build(OpCode::Pong, true, payload));
+        }
+        let frame = self.queue.pop_front()?;
+        self.queued_data = self.queued_data.saturating_sub(frame.len());
+        Some(frame)
+    }
+
+    /// Appends every queued frame's bytes to `out` (convenient when not writing vectored).
+    pub fn drain_outgoing(&mut self, out: &mut Vec<u8>) {
+        while let Some(frame) = self.next_outgoing() {
+            frame.write_to(out);
+        }
+    }
+
+    /// Whether anything is waiting to be written.
+    pub fn has_outgoing(&self) -> bool {
+        !self.pongs.is_empty() || !self.queue.is_empty()
+    }
+
+    /// Bytes of queued data messages (what [`Config::write_buffer_limit`] bounds).
+    pub fn queued_data_len(&self) -> usize {
+        self.queued_data
+    }
+}

@@ -1,0 +1,506 @@
+//! The async layer (feature `tokio`): a [`WebSocket`] over any `AsyncRead + AsyncWrite`.
+//!
+//! It only moves bytes between the socket and a sans-IO [`Connection`]; every protocol decision
+//! is the core's. What it adds is what needs a clock or a socket:
+//!
+//! - the handshake timeout ([`Config::handshake_timeout`]) over the whole head;
+//! - writes batched and vectored: queued frames go out in one `write_vectored` where the stream
+//!   supports it, small frames are coalesced where it doesn't (TLS);
+//! - backpressure: `send_*` waits while queued data exceeds [`Config::write_buffer_limit`];
+//! - keepalive: a ping after [`Config::ping_interval`] of silence, failure with 1011 if nothing
+//!   arrives within [`Config::pong_timeout`];
+//! - [`WebSocket::split`] into an owned reader and writer with no lock between them.
+//!
+//! [`WebSocket::recv`] writes pending pongs and close replies while it waits for data, so a
+//! reader-only loop still answers pings.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{sleep, timeout, Instant, Sleep};
+
+use crate::close::CloseCode;
+use crate::config::Config;
+use crate::connection::{Connection, Event, Role, State};
+use crate::error::{Error, HandshakeError, ProtocolError, UsageError};
+use crate::frame::{EncodedFrame, OpCode};
+use crate::handshake::client::{ClientHandshake, ClientRequest, Response};
+use crate::handshake::server::{error_response, Accept, Request, RequestReader};
+
+macro_rules! ready {
+    ($e:expr) => {
+        match $e {
+            Poll::Ready(v) => v,
+            Poll::Pending => return Poll::Pending,
+        }
+    };
+}
+const MIN_READ: usize = 4 * 1024;
+const MAX_READ: usize = 64 * 1024;
+/// Frames with bodies up to this size are copied into one contiguous write.
+const COALESCE: usize = 8 * 1024;
+/// Bytes taken from the connection per write batch.
+const BATCH: usize = 256 * 1024;
+
+// ---- server handshake -------------------------------------------------------------------------
+
+/// Reads and parses a request head within [`Config::handshake_timeout`]. On failure the HTTP
+/// error response (400, 431, 408) has already been written.
+///
+/// Use it when one port serves plain HTTP too: look at [`Request::path`], then call
+/// [`upgrade`] (or answer the HTTP request yourself). The returned bytes followed the head.
+pub async fn read_request<S>(io: &mut S, config: &Config) -> Result<(Request, Vec<u8>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut reader = RequestReader::new(config);
+    let mut buf = vec![0u8; 2048];
+    let read = async {
+        loop {
+            let n = io.read(&mut buf).await?;
+            if n == 0 {
+                return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            if let Some(done) = reader.feed(&buf[..n])? {
+                return Ok(done);
+            }
+        }
+    };
+    let result = match timeout(config.handshake_timeout(), read).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Handshake(HandshakeError::Timeout)),
+    };
+    if let Err(Error::Handshake(e)) = &result {
+        if let Some(response) = e.response() {
+            let _ = write_and_close(io, &response).await;
+        }
+    }
+    result
+}
+
+/// Validates `request` and answers it: `101` with `accept`'s subprotocol and headers, or the
+/// HTTP error for an invalid request. `rest` are the bytes that followed the head.
+pub async fn upgrade<S>(
+    mut io: S,
+    request: &Request,
+    rest: &[u8],
+    accept: &Accept,
+    config: Config,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match request.accept(accept) {
+        Ok(response) => {
+            io.write_all(&response).await?;
+            io.flush().await?;
+            let mut ws = WebSocket::from_parts(io, Connection::new(Role::Server, config));
+            ws.conn.receive(rest);
+            Ok(ws)
+        }
+        Err(Error::Handshake(e)) => {
+            if let Some(response) = e.response() {
+                let _ = write_and_close(&mut io, &response).await;
+            }
+            Err(Error::Handshake(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Answers a request with an HTTP error status (e.g. 403 for a foreign Origin) and closes.
+pub async fn reject<S>(io: &mut S, status: u16, body: &str) -> Result<(), Error>
+where
+    S: AsyncWrite + Unpin,
+{
+    if !(400..=599).contains(&status) {
+        return Err(UsageError::InvalidStatus(status).into());
+    }
+    write_and_close(io, &error_response(status, &[], body)).await?;
+    Ok(())
+}
+
+async fn write_and_close<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(bytes).await?;
+    io.flush().await?;
+    io.shutdown().await
+}
+
+/// Accepts a WebSocket on a freshly accepted stream, with no checks beyond RFC 6455.
+pub async fn accept<S>(io: S, config: Config) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    accept_with(io, config, |_| Ok(Accept::new())).await
+}
+
+/// Accepts a WebSocket, letting `hook` inspect the request (path, query, Origin, headers,
+/// offered subprotocols) and either accept it or refuse it with an HTTP status, e.g. 403.
+pub async fn accept_with<S, F>(mut io: S, config: Config, hook: F) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Result<Accept, u16>,
+{
+    let (request, rest) = read_request(&mut io, &config).await?;
+    // RFC 6455 rules first, so the hook only sees well-formed WebSocket requests.
+    if let Err(e) = request.validate() {
+        if let Some(response) = e.response() {
+            let _ = write_and_close(&mut io, &response).await;
+        }
+        return Err(e.into());
+    }
+    match hook(&request) {
+        Ok(accept) => upgrade(io, &request, &rest, &accept, config).await,
+        Err(status) => {
+            reject(&mut io, status, "refused\n").await?;
+            Err(HandshakeError::Rejected(status).into())
+        }
+    }
+}
+
+// ---- client handshake -------------------------------------------------------------------------
+
+/// Performs the client handshake on a connected stream (plain TCP or TLS) within
+/// [`Config::handshake_timeout`].
+pub async fn connect<S>(mut io: S, request: &ClientRequest, config: Config) -> Result<(WebSocket<S>, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut handshake, bytes) = ClientHandshake::new(request, &config);
+    let exchange = async {
+        io.write_all(&bytes).await?;
+        io.flush().await?;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let n = io.read(&mut buf).await?;
+            if n == 0 {
+                return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            if let Some(done) = handshake.feed(&buf[..n])? {
+                return Ok(done);
+            }
+        }
+    };
+    let (response, rest) = match timeout(config.handshake_timeout(), exchange).await {
+        Ok(result) => result?,
+        Err(_) => return Err(HandshakeError::Timeout.into()),
+    };
+    let mut ws = WebSocket::from_parts(io, Connection::new(Role::Client, config));
+    ws.conn.receive(&rest);
+    Ok((ws, response))
+}
+
+// ---- the connection ---------------------------------------------------------------------------
+
+#[derive(Debug)]
+enum Keepalive {
+    Off,
+    /// Waiting for silence to last a whole interval.
+    Idle(Pin<Box<Sleep>>),
+    /// Ping sent; anything received before the deadline proves the peer alive.
+    AwaitingPong(Pin<Box<Sleep>>),
+}
+
+/// A WebSocket over an async stream. See the [module docs](self).
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    read_buf: Vec<u8>,
+    /// Chunks taken from the connection and not yet fully written; `written` counts the bytes
+    /// of the first one already on the wire.
+    pending: VecDeque<Bytes>,
+    written: usize,
+    keepalive: Keepalive,
+    finished: bool,
+}
+
+impl<S> WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Wraps a stream whose handshake is already done (for example by your own HTTP server).
+    pub fn from_parts(io: S, conn: Connection) -> Self {
+        let keepalive = match conn.config().ping_interval() {
+            Some(every) => Keepalive::Idle(Box::pin(sleep(every))),
+            None => Keepalive::Off,
+        };
+        WebSocket {
+            io,
+            conn,
+            read_buf: vec![0; MIN_READ],
+            pending: VecDeque::new(),
+            written: 0,
+            keepalive,
+            finished: false,
+        }
+    }
+
+    /// The sans-IO connection (its state, config, queued bytes).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The underlying stream (for example to read the peer address or TLS details).
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The next event. `Ok(None)` once the connection closed cleanly (the peer's close was
+    /// reported as [`Event::Close`] just before). Pings are answered and close frames echoed
+    /// automatically. Cancel-safe: dropping the future loses no data.
+    ///
+    /// On a protocol error, the close frame with the error's code is written before the error
+    /// is returned.
+    pub async fn recv(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            match self.conn.next_event() {
+                Ok(Some(event)) => {
+                    if let Event::Close(_) = event {
+                        // Send the echo now, not on the next call: the caller may stop here.
+                        self.finish().await?;
+                    }
+                    return Ok(Some(event));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = self.finish().await;
+                    return Err(e);
+                }
+            }
+            if self.conn.state() == State::Closed {
+                self.finish().await?;
+                return Ok(None);
+            }
+            if let Err(e) = poll_fn(|cx| self.poll_io(cx)).await {
+                if let Error::Protocol(_) = e {
+                    // Keepalive failure: try to say so (1011) within the close timeout.
+                    let _ = timeout(self.conn.config().close_timeout(), self.flush()).await;
+                }
+                self.finished = true;
+                return Err(e);
+            }
+        }
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.reserve().await?;
+        self.conn.send_text(text)?;
+        self.flush().await
+    }
+
+    /// Sends a binary message (a server's `Bytes` go out without a copy).
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.reserve().await?;
+        self.conn.send_binary(data)?;
+        self.flush().await
+    }
+
+    /// Sends one frame of a fragmented message, or a ping or pong. See
+    /// [`Connection::send_frame`].
+    pub async fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: impl Into<Bytes>) -> Result<(), Error> {
+        self.reserve().await?;
+        self.conn.send_frame(opcode, fin, payload.into())?;
+        self.flush().await
+    }
+
+    /// Sends a pre-encoded server frame without copying it (broadcast: encode once, send to
+    /// many).
+    pub async fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
+        self.feed_encoded(frame).await?;
+        self.flush().await
+    }
+
+    /// Queues a pre-encoded frame without writing it yet; [`flush`](Self::flush) writes
+    /// everything queued in as few system calls as possible. Waits first if the write buffer is
+    /// over its limit.
+    pub async fn feed_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
+        self.reserve().await?;
+        self.conn.send_encoded(frame)
+    }
+
+    /// Sends a ping.
+    pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        self.conn.send_ping(payload)?;
+        self.flush().await
+    }
+
+    /// Starts the closing handshake and writes the close frame. Keep calling
+    /// [`recv`](Self::recv) to receive the peer's close (it returns `Ok(None)` at the end); the
+    /// wait is bounded by [`Config::close_timeout`].
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.conn.close(code, reason)?;
+        self.flush().await
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_write_out(cx)).await?;
+        Ok(())
+    }
+
+    /// Waits until queued data is below the write-buffer limit (backpressure).
+    async fn reserve(&mut self) -> Result<(), Error> {
+        if self.conn.queued_data_len() >= self.conn.config().write_buffer_limit() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the close frame (bounded by the close timeout) and, once closed, shuts the
+    /// stream down. A client first waits for the server to close TCP (§7.1.1).
+    async fn finish(&mut self) -> Result<(), Error> {
+        if self.finished || self.conn.state() != State::Closed {
+            return Ok(());
+        }
+        self.finished = true;
+        let wait = self.conn.config().close_timeout();
+        let role = self.conn.role();
+        let graceful = async {
+            self.flush().await?;
+            if role == Role::Client {
+                // Drain until the server closes; its bytes after the close are ignored.
+                while self.io.read(&mut self.read_buf).await? != 0 {}
+            }
+            self.io.shutdown().await?;
+            Ok::<(), Error>(())
+        };
+        match timeout(wait, graceful).await {
+            Ok(result) => result,
+            Err(_) => Ok(()), // the peer didn't cooperate in time; dropping the stream closes it
+        }
+    }
+
+    /// Writes as much as the socket takes without waiting. Ready once nothing is left.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.pending.is_empty() {
+                self.refill();
+                if self.pending.is_empty() {
+                    return Pin::new(&mut self.io).poll_flush(cx);
+                }
+            }
+            let n = if self.io.is_write_vectored() {
+                let mut slices = [io::IoSlice::new(&[]); 64];
+                let mut count = 0;
+                for (i, chunk) in self.pending.iter().take(64).enumerate() {
+                    let start = if i == 0 { self.written } else { 0 };
+                    slices[i] = io::IoSlice::new(&chunk[start..]);
+                    count += 1;
+                }
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
+            } else {
+                let first = &self.pending[0][self.written..];
+                ready!(Pin::new(&mut self.io).poll_write(cx, first))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.advance(n);
+        }
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(first) = self.pending.front() else { return };
+            let left = first.len() - self.written;
+            if n < left {
+                self.written += n;
+                return;
+            }
+            n -= left;
+            self.written = 0;
+            self.pending.pop_front();
+        }
+    }
+
+    /// Moves frames from the connection into the write batch, coalescing small ones.
+    fn refill(&mut self) {
+        let mut stage = BytesMut::new();
+        let mut taken = 0;
+        while taken < BATCH {
+            let Some(frame) = self.conn.next_outgoing() else { break };
+            taken += frame.len();
+            stage.extend_from_slice(frame.head());
+            if frame.body().len() <= COALESCE {
+                stage.extend_from_slice(frame.body());
+            } else {
+                self.pending.push_back(stage.split().freeze());
+                self.pending.push_back(frame.body().clone());
+            }
+        }
+        if !stage.is_empty() {
+            self.pending.push_back(stage.freeze());
+        }
+    }
+
+    /// One round of I/O while waiting for an event: write what is pending (without waiting),
+    /// run the keepalive clock, read. Ready when bytes arrived or the clock queued a ping.
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+            return Poll::Ready(Err(e.into()));
+        }
+        match &mut self.keepalive {
+            Keepalive::Off => {}
+            Keepalive::Idle(timer) => {
+                if timer.as_mut().poll(cx).is_ready() {
+                    let deadline = Instant::now() + self.conn.config().pong_timeout();
+                    self.keepalive = Keepalive::AwaitingPong(Box::pin(tokio::time::sleep_until(deadline)));
+                    if self.conn.state() == State::Open {
+                        let _ = self.conn.send_ping(Bytes::from_static(b"keepalive"));
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            Keepalive::AwaitingPong(timer) => {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(self.fail_keepalive()));
+                }
+            }
+        }
+        let mut buf = ReadBuf::new(&mut self.read_buf);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        if n == 0 {
+            // TCP closed without a close frame: 1006, the peer's fault.
+            return Poll::Ready(Err(Error::Io(io::ErrorKind::UnexpectedEof.into())));
+        }
+        self.conn.receive(&self.read_buf[..n]);
+        self.on_bytes_received(n);
+        Poll::Ready(Ok(()))
+    }
+
+    fn on_bytes_received(&mut self, n: usize) {
+        // Grow the read buffer while reads fill it; shrink it back when traffic is small.
+        let len = self.read_buf.len();
+        if n == len && len < MAX_READ {
+            self.read_buf.resize(len * 2, 0);
+        } else if n < MIN_READ && len > MIN_READ {
+            self.read_buf = vec![0; MIN_READ];
+        }
+        if let Some(every) = self.conn.config().ping_interval() {
+            match &mut self.keepalive {
+                Keepalive::Idle(timer) => timer.as_mut().reset(Instant::now() + every),
+                _ => self.keepalive = Keepalive::Idle(Box::pin(sleep(every))),
+            }
+        }
+    }
+
+    fn fail_keepalive(&mut self) -> Error {
+        self.keepalive = Keepalive::Off;
+        let e = ProtocolError::PongTimeout;
+        let _ = self.conn.close(e.close_code(), "");
+        Error::Protocol(e)
+    }
+}
+
+// ---- split ------------------------------------------------------------------------------------
+
+mod split;
+pub use split::{ReadHalf, WriteHalf};
