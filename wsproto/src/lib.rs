@@ -100,3 +100,8 @@ pub use config::{Config, ConfigBuilder};
 pub use connection::{Connection, Event, Outgoing, Role, State};
 pub use error::{ConfigError, Error, HandshakeError, ProtocolError, UsageError};
 pub use frame::EncodedFrame;
+
+/// The README's code blocks, compiled as doctests so the embedding example can't rot.
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

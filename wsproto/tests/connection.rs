@@ -1,6 +1,8 @@
 //! The sans-IO connection against RFC 6455's rules: every vector fed whole, byte by byte and at
 //! every split point; every rejection asserts its exact close code, on the error and on the wire.
 
+#![allow(clippy::unwrap_used)] // test helpers panic on purpose
+
 use bytes::Bytes;
 use wsproto::frame::mask::apply_mask;
 use wsproto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};

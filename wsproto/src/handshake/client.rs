@@ -6,8 +6,8 @@
 //! | §4.1 rule for the response | failure |
 //! |---|---|
 //! | "If the status code received from the server is not 101, [...] handles the response per HTTP procedures" | [`HandshakeError::UnexpectedStatus`] |
-//! | "If the response lacks an \|Upgrade\| header field or [it] contains a value that is not an ASCII case-insensitive match for 'websocket'" | [`HandshakeError::BadResponse`] |
-//! | "If the response lacks a \|Connection\| header field or [it] doesn't contain a token that is an ASCII case-insensitive match for 'Upgrade'" | [`HandshakeError::BadResponse`] |
+//! | "If the response lacks an \|Upgrade\| header field or it contains a value that is not an ASCII case-insensitive match for 'websocket'" | [`HandshakeError::BadResponse`] |
+//! | "If the response lacks a \|Connection\| header field or it doesn't contain a token that is an ASCII case-insensitive match for 'Upgrade'" | [`HandshakeError::BadResponse`] |
 //! | "If the \|Sec-WebSocket-Accept\| contains a value other than the base64-encoded SHA-1 of the concatenation of the \|Sec-WebSocket-Key\| [...] with the string '258EAFA5-...'" | [`HandshakeError::BadResponse`] |
 //! | "If the response includes a \|Sec-WebSocket-Extensions\| header field and this header field indicates the use of an extension that was not present in the client's handshake" | [`HandshakeError::BadResponse`] |
 //! | "If the response includes a \|Sec-WebSocket-Protocol\| header field and this header field indicates the use of a subprotocol that was not present in the client's handshake" | [`HandshakeError::BadResponse`] |
