@@ -509,6 +509,23 @@ impl Connection {
         Ok(())
     }
 
+    /// Closes at once: drops the data frames still queued (not yet taken by
+    /// [`next_outgoing`](Self::next_outgoing)) and queues the close frame, so it goes out next.
+    /// For a peer that fell behind (1013) or a server going away in a hurry (1001), where
+    /// delivering the backlog first is the wrong thing.
+    pub fn close_now(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(UsageError::SendAfterClose.into());
+        }
+        let payload = CloseFrame::encode(code, reason)?;
+        self.queue.clear();
+        self.queued_data = 0;
+        self.sending_fragmented = false;
+        self.push_control(OpCode::Close, payload);
+        self.state = State::CloseSent;
+        Ok(())
+    }
+
     fn push_control(&mut self, opcode: OpCode, payload: Bytes) {
         let frame = self.build(opcode, true, payload);
         self.queue.push_back(frame);

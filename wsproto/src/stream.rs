@@ -339,6 +339,29 @@ where
         self.flush().await
     }
 
+    /// Closes without delivering the backlog (see [`Connection::close_now`]): queued messages
+    /// that have not started going out are dropped, the close frame follows the frame in
+    /// flight, and the wait for it to be written is bounded by [`Config::close_timeout`]. The
+    /// stream is then shut down. For a peer that fell behind, or a fast shutdown.
+    pub async fn close_now(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.conn.close_now(code, reason)?;
+        // Keep only a chunk that is partly written: cutting a frame would corrupt the stream.
+        if self.written > 0 {
+            self.pending.truncate(1);
+        } else {
+            self.pending.clear();
+        }
+        let wait = self.conn.config().close_timeout();
+        let _ = timeout(wait, async {
+            self.flush().await?;
+            self.io.shutdown().await?;
+            Ok::<(), Error>(())
+        })
+        .await;
+        self.finished = true;
+        Ok(())
+    }
+
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<(), Error> {
         poll_fn(|cx| self.poll_write_out(cx)).await?;

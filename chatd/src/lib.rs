@@ -1,0 +1,191 @@
+//! # chatd — a chat server on wsproto
+//!
+//! Broadcast chat rooms with a built-in web page, native TLS and safe defaults, in one binary.
+//!
+//! ## Layout
+//!
+//! - [`config`]: every setting, with its default (the flags in `main.rs` map onto it).
+//! - [`server`]: accepting connections: admission limits, TLS, the HTTP head, routing, Origin.
+//! - [`session`]: one chat connection's loop between its WebSocket and the rooms.
+//! - [`hub`]: rooms, sequence numbers, history, fan-out encoded once.
+//! - [`protocol`]: wire protocol v1 (JSON text frames; `docs/PROTOCOL.md`).
+//! - [`tls`]: rustls configuration and certificate reloading.
+//! - [`redirect`]: the optional plain-HTTP listener (301 to https, ACME webroot).
+//! - [`http`], [`metrics`]: plain HTTP answers and `/metrics`.
+//!
+//! [`run`] takes a bound listener, a [`Config`] and a shutdown future, so tests start a server on
+//! `127.0.0.1:0` and stop it when they like.
+
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod protocol;
+pub mod redirect;
+pub mod server;
+pub mod session;
+pub mod tls;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use config::{Config, TlsFiles};
+use metrics::Metrics;
+
+/// Why the server could not start. Each is one line for the operator.
+#[derive(Debug)]
+pub enum Error {
+    /// A setting that cannot work.
+    Config(String),
+    /// The certificate or key could not be used.
+    Tls(tls::TlsError),
+    /// A listener could not be bound.
+    Bind(SocketAddr, std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(why) => write!(f, "invalid configuration: {why}"),
+            Error::Tls(e) => write!(f, "{e}"),
+            Error::Bind(addr, e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                write!(f, "cannot listen on {addr}: address already in use (is another chatd running?)")
+            }
+            Error::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    config: Config,
+    ws_config: wsproto::Config,
+    hub: hub::Hub,
+    metrics: Arc<Metrics>,
+    tls: Option<tls::Tls>,
+    per_ip: server::PerIp,
+    next_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Checks the config and loads the certificate, as `run` will: lets `main` report a bad file
+/// before binding anything.
+pub fn preflight(config: &Config) -> Result<Option<tls::Tls>, Error> {
+    config.websocket().map_err(|e| Error::Config(e.to_string()))?;
+    if config.acme_webroot.is_some() && config.http_redirect.is_none() {
+        return Err(Error::Config("--acme-webroot needs --http-redirect".into()));
+    }
+    if config.http_redirect.is_some() && config.tls.is_none() {
+        return Err(Error::Config("--http-redirect needs --cert and --key".into()));
+    }
+    config.tls.as_ref().map(tls::Tls::load).transpose().map_err(Error::Tls)
+}
+
+/// Serves chat on `listener` until `shutdown` resolves, then closes every session with 1001
+/// ("going away"), waits up to [`Config::shutdown_grace`] for them to finish, and returns.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let tls = preflight(&config)?;
+    let redirect = match config.http_redirect {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| Error::Bind(addr, e))?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        ws_config: config.websocket().map_err(|e| Error::Config(e.to_string()))?,
+        hub: hub::Hub::new(config.history, config.max_rooms, metrics.clone()),
+        metrics,
+        tls,
+        per_ip: Default::default(),
+        next_id: AtomicU64::new(1),
+        shutdown: stopped.clone(),
+        config,
+    });
+    let local = listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
+    let scheme = if shared.tls.is_some() { "https" } else { "http" };
+    info!("chatd listening on {scheme}://{local}");
+    let mut background = JoinSet::new();
+    if let Some(tls) = shared.tls.clone() {
+        background.spawn(watch_certificates(tls, shared.clone(), stopped.clone()));
+    }
+    if let Some(listener) = redirect {
+        let webroot = shared.config.acme_webroot.clone();
+        info!("redirecting http://{} to https", listener.local_addr().map_err(|e| Error::Config(e.to_string()))?);
+        background.spawn(redirect::serve(listener, local.port(), webroot, shared.clone(), stopped.clone()));
+    }
+
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => { connections.spawn(server::handle(tcp, peer, shared.clone())); }
+                // Out of file descriptors and the like: keep serving the open connections.
+                Err(e) => { warn!("accept failed: {e}"); tokio::time::sleep(std::time::Duration::from_millis(50)).await; }
+            },
+            Some(_) = connections.join_next() => {}
+        }
+    }
+    info!("shutting down: closing {} connections with 1001", connections.len());
+    drop(listener);
+    let _ = stop.send(true);
+    let grace = shared.config.shutdown_grace + shared.config.shutdown_grace / 2;
+    let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    connections.shutdown().await;
+    background.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Reloads the certificate on SIGHUP and when either file changes on disk.
+async fn watch_certificates(tls: tls::Tls, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut stamp = tls.stamp();
+    let mut tick = tokio::time::interval(shared.config.cert_check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = stopped.changed() => return,
+            _ = hup => "SIGHUP",
+            _ = tick.tick() => {
+                let now = tls.stamp();
+                if now == stamp { continue }
+                stamp = now;
+                "the files changed"
+            }
+        };
+        match tls.reload() {
+            Ok(()) => {
+                shared.metrics.tls_reloads.fetch_add(1, Relaxed);
+                info!("certificate reloaded ({why})");
+            }
+            Err(e) => {
+                shared.metrics.tls_reload_failures.fetch_add(1, Relaxed);
+                warn!("certificate reload ({why}) failed, keeping the old one: {e}");
+            }
+        }
+    }
+}

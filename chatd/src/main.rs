@@ -1,0 +1,175 @@
+//! `chatd`: flags → [`chatd::Config`] → [`chatd::run`]. Everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// A chat server: rooms, a built-in web page at /, WebSocket at /ws, native TLS.
+///
+/// With no flags it serves http://localhost:8080. Give --cert and --key to serve https and wss
+/// on the same port (e.g. Let's Encrypt's fullchain.pem and privkey.pem); the certificate is
+/// reloaded on SIGHUP and when the files change. Logs go to stderr; set RUST_LOG (e.g.
+/// RUST_LOG=chatd=debug) for more. SIGINT/SIGTERM close every client with 1001 and exit 0.
+#[derive(Debug, Parser)]
+#[command(name = "chatd", version, about, long_about)]
+struct Cli {
+    /// Address and port to listen on (HTTP, or HTTPS with --cert/--key).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// TLS certificate chain, PEM, leaf first (e.g. /etc/letsencrypt/live/DOMAIN/fullchain.pem).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// TLS private key, PEM: PKCS#8, RSA or EC (e.g. /etc/letsencrypt/live/DOMAIN/privkey.pem).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Another origin allowed to open WebSockets (e.g. https://app.example.com); repeatable; *
+    /// allows any. Same-origin pages and non-browser clients are always allowed.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Also listen on ADDR (e.g. 0.0.0.0:80) in plain HTTP: redirect to https, serve ACME
+    /// challenges from --acme-webroot. Needs --cert/--key.
+    #[arg(long, value_name = "ADDR")]
+    http_redirect: Option<SocketAddr>,
+    /// Directory whose .well-known/acme-challenge/ is served on the --http-redirect port
+    /// (certbot certonly --webroot -w DIR).
+    #[arg(long, value_name = "DIR")]
+    acme_webroot: Option<PathBuf>,
+    /// Chat messages per second per connection (token bucket); 0 turns the limit off.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    rate_limit: u32,
+    /// Messages a connection may send in a burst before the rate limit applies.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    rate_burst: u32,
+    /// Open connections in total; more are refused (503).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Open connections per client IP address; more are refused (429); 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_connections_per_ip: usize,
+    /// Messages kept per room, replayed to clients that reconnect with `since`.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    history: usize,
+    /// Rooms one connection may be in at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_rooms_per_connection: usize,
+    /// Rooms kept in memory; beyond this the longest-idle empty room is forgotten.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_rooms: usize,
+    /// Bytes of text in one chat message.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    max_text: usize,
+    /// Bytes in one WebSocket message; a bigger one closes the connection with 1009.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    max_frame: usize,
+    /// Messages queued for a client before it is considered stalled and closed with 1013.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    queue_messages: usize,
+    /// Bytes queued for a client before it is considered stalled and closed with 1013.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    queue_bytes: usize,
+    /// Seconds allowed for the TLS handshake and the HTTP request head together.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Seconds clients get to finish closing at shutdown.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    shutdown_grace: u64,
+}
+
+impl Cli {
+    fn into_config(self) -> chatd::Config {
+        use std::time::Duration;
+        chatd::Config {
+            tls: self.cert.zip(self.key).map(|(cert, key)| chatd::TlsFiles { cert, key }),
+            allow_origins: self.allow_origin,
+            http_redirect: self.http_redirect,
+            acme_webroot: self.acme_webroot,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            history: self.history,
+            max_rooms_per_connection: self.max_rooms_per_connection,
+            max_rooms: self.max_rooms,
+            max_text: self.max_text,
+            max_frame: self.max_frame,
+            queue_messages: self.queue_messages,
+            queue_bytes: self.queue_bytes,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            ..chatd::Config::default()
+        }
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("chatd: {message}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("chatd: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("chatd=info,warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let listen = cli.listen;
+    let config = cli.into_config();
+    if let Err(e) = chatd::preflight(&config) {
+        return fail(e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => listener,
+            Err(e) => return fail(chatd::Error::Bind(listen, e)),
+        };
+        match chatd::run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

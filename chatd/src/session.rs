@@ -1,0 +1,268 @@
+//! One chat connection: the WebSocket loop between a client and the hub.
+//!
+//! The loop waits on four things, in priority order: a kick (the outbox overflowed: close 1013),
+//! shutdown (close 1001), frames the rooms queued for this client (written in batches), and the
+//! client's own frames (chat requests). Writing waits for the client's socket, but a kick cuts
+//! that wait short, so a client that stopped reading is dropped instead of holding the task.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::timeout;
+use tracing::{debug, info};
+use wsproto::stream::WebSocket;
+use wsproto::{CloseCode, EncodedFrame, Event};
+
+use crate::hub::{self, ChatError, Me};
+use crate::protocol::{self, ClientMsg};
+use crate::Shared;
+
+/// Most queued frames written per flush.
+const BATCH: usize = 64;
+
+/// Where a new session starts.
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub(crate) id: u64,
+    pub(crate) nick: String,
+    pub(crate) room: String,
+    pub(crate) since: Option<u64>,
+    pub(crate) peer: std::net::SocketAddr,
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst`.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+    /// Refusals since the last accepted message.
+    strikes: u32,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Bucket { rate: f64::from(rate), burst, tokens: burst, at: Instant::now(), strikes: 0 }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.strikes = 0;
+            true
+        } else {
+            self.strikes += 1;
+            false
+        }
+    }
+}
+
+/// What the loop decided.
+enum Flow {
+    Continue,
+    /// Close with this code and reason, dropping the backlog.
+    Close(CloseCode, &'static str),
+    /// The connection is over (closed cleanly or failed).
+    Done,
+}
+
+struct Session<'a, S> {
+    ws: WebSocket<S>,
+    shared: &'a Shared,
+    id: u64,
+    nick: String,
+    rooms: Vec<String>,
+    outbox: hub::Outbox,
+    bucket: Bucket,
+}
+
+pub(crate) async fn run<S>(ws: WebSocket<S>, shared: Arc<Shared>, start: Start, mut shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let config = &shared.config;
+    let (outbox, mut inbox) = hub::outbox(config.queue_messages, config.queue_bytes);
+    let mut session = Session {
+        ws,
+        shared: &shared,
+        id: start.id,
+        nick: start.nick,
+        rooms: Vec::new(),
+        outbox,
+        bucket: Bucket::new(config.rate_limit, config.rate_burst),
+    };
+    shared.metrics.sessions.fetch_add(1, Relaxed);
+    info!(id = start.id, peer = %start.peer, nick = %session.nick, room = %start.room, "session open");
+    let mut flow = match session.join(&start.room, start.since) {
+        Ok(()) => Flow::Continue,
+        Err(e) => {
+            session.error(e.code(), "cannot join").await;
+            Flow::Close(CloseCode::PolicyViolation, e.code())
+        }
+    };
+    while let Flow::Continue = flow {
+        flow = tokio::select! {
+            biased;
+            () = inbox.kick.kicked() => {
+                shared.metrics.slow_consumers.fetch_add(1, Relaxed);
+                info!(id = session.id, "client fell behind; closing with 1013");
+                Flow::Close(CloseCode::TryAgainLater, "too slow")
+            }
+            _ = shutdown.changed() => Flow::Close(CloseCode::GoingAway, "server shutting down"),
+            Some(frame) = inbox.rx.recv() => session.write(frame, &mut inbox).await,
+            event = session.ws.recv() => session.on_event(event).await,
+        };
+    }
+    if let Flow::Close(code, reason) = flow {
+        let _ = session.ws.close_now(code, reason).await;
+        if code == CloseCode::GoingAway {
+            // Let the client answer the close, within the grace period.
+            let _ = timeout(config.shutdown_grace, async { while let Ok(Some(_)) = session.ws.recv().await {} }).await;
+        }
+    }
+    for room in std::mem::take(&mut session.rooms) {
+        let _ = shared.hub.leave(session.id, &room);
+    }
+    shared.metrics.sessions.fetch_sub(1, Relaxed);
+    info!(id = session.id, "session closed");
+}
+
+impl<S> Session<'_, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn me(&self) -> Me<'_> {
+        Me { id: self.id, nick: &self.nick, outbox: &self.outbox }
+    }
+
+    fn join(&mut self, room: &str, since: Option<u64>) -> Result<(), ChatError> {
+        self.shared.hub.join(&self.me(), room, since)?;
+        self.rooms.push(room.to_owned());
+        Ok(())
+    }
+
+    /// Writes `first` and whatever else is queued, in one flush. A kick interrupts the wait.
+    async fn write(&mut self, first: EncodedFrame, inbox: &mut hub::Inbox) -> Flow {
+        let kick = inbox.kick.clone();
+        let write = async {
+            inbox.taken(&first);
+            self.ws.feed_encoded(&first).await?;
+            for _ in 1..BATCH {
+                let Ok(frame) = inbox.rx.try_recv() else { break };
+                inbox.taken(&frame);
+                self.ws.feed_encoded(&frame).await?;
+            }
+            self.ws.flush().await
+        };
+        tokio::select! {
+            result = write => match result {
+                Ok(()) => Flow::Continue,
+                Err(e) => { debug!(id = self.id, "write failed: {e}"); Flow::Done }
+            },
+            () = kick.kicked() => Flow::Continue, // the loop sees the kick first next time
+        }
+    }
+
+    /// Sends an `error` event to this client only.
+    async fn error(&mut self, code: &str, text: &str) {
+        let _ = self.ws.send_text(&protocol::error(code, text)).await;
+    }
+
+    async fn on_event(&mut self, event: Result<Option<Event>, wsproto::Error>) -> Flow {
+        match event {
+            Ok(Some(Event::Text(text))) => {
+                self.shared.metrics.bytes_in.fetch_add(text.len() as u64, Relaxed);
+                self.on_text(&text).await
+            }
+            Ok(Some(Event::Binary(_))) => Flow::Close(CloseCode::UnsupportedData, "text frames only"),
+            Ok(Some(Event::Ping(_) | Event::Pong(_))) => Flow::Continue,
+            Ok(Some(Event::Close(_))) | Ok(None) => Flow::Done,
+            Err(e) => {
+                debug!(id = self.id, "connection failed: {e}");
+                Flow::Done
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        let request = match protocol::parse(text) {
+            Ok(request) => request,
+            Err(e) => {
+                self.error("bad_request", &e.0).await;
+                return Flow::Continue;
+            }
+        };
+        let result = match request {
+            ClientMsg::Message { room, text } => return self.say(room, &text).await,
+            ClientMsg::Join { room, since } => {
+                if !protocol::valid_room(&room) {
+                    self.error("bad_room", "room names are 1-32 of A-Z a-z 0-9 - _ .").await;
+                    return Flow::Continue;
+                }
+                if self.rooms.len() >= self.shared.config.max_rooms_per_connection {
+                    self.error("too_many_rooms", "leave a room first").await;
+                    return Flow::Continue;
+                }
+                self.join(&room, since)
+            }
+            ClientMsg::Leave { room } => {
+                let result = self.shared.hub.leave(self.id, &room);
+                if result.is_ok() {
+                    self.rooms.retain(|r| *r != room);
+                }
+                result
+            }
+            ClientMsg::Nick { nick } => {
+                if !protocol::valid_nick(&nick) {
+                    self.error("bad_nick", "nicks are 1-24 letters, digits, - _ .").await;
+                    return Flow::Continue;
+                }
+                let result = self.shared.hub.rename(self.id, &self.rooms, &nick);
+                if result.is_ok() {
+                    self.nick = nick;
+                }
+                result
+            }
+        };
+        if let Err(e) = result {
+            self.error(e.code(), "request refused").await;
+        }
+        Flow::Continue
+    }
+
+    async fn say(&mut self, room: Option<String>, text: &str) -> Flow {
+        if !self.bucket.take() {
+            self.shared.metrics.rate_limited.fetch_add(1, Relaxed);
+            // A client that keeps going after a burst's worth of refusals is not a person typing.
+            if self.bucket.strikes > self.shared.config.rate_burst.max(1) {
+                return Flow::Close(CloseCode::PolicyViolation, "rate limit");
+            }
+            self.error("rate_limited", "slow down").await;
+            return Flow::Continue;
+        }
+        if text.len() > self.shared.config.max_text {
+            self.error("too_long", "message text is limited in size").await;
+            return Flow::Continue;
+        }
+        let Some(room) = room.or_else(|| self.rooms.first().cloned()) else {
+            self.error("not_in_room", "join a room first").await;
+            return Flow::Continue;
+        };
+        if let Err(e) = self.shared.hub.say(self.id, &room, text) {
+            self.error(e.code(), "message refused").await;
+        }
+        Flow::Continue
+    }
+}
