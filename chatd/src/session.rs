@@ -1,9 +1,11 @@
 //! One chat connection: the WebSocket loop between a client and the hub.
 //!
 //! The loop waits on four things, in priority order: a kick (the outbox overflowed: close 1013),
-//! shutdown (close 1001), frames the rooms queued for this client (written in batches), and the
-//! client's own frames (chat requests). Writing waits for the client's socket, but a kick cuts
-//! that wait short, so a client that stopped reading is dropped instead of holding the task.
+//! shutdown (close 1001), frames the rooms queued for this client, and the client's own frames.
+//! Queued frames are handed to the WebSocket without waiting; its `recv` writes them while it
+//! waits for input, so the session reads and writes at once and never blocks on a client that
+//! stopped reading. A client whose write buffer stays full is kicked like one whose outbox
+//! overflowed.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -108,28 +110,31 @@ where
     let mut flow = match session.join(&start.room, start.since) {
         Ok(()) => Flow::Continue,
         Err(e) => {
-            session.error(e.code(), "cannot join").await;
+            session.error(e.code(), "cannot join");
             Flow::Close(CloseCode::PolicyViolation, e.code())
         }
     };
     while let Flow::Continue = flow {
         flow = tokio::select! {
             biased;
-            () = inbox.kick.kicked() => {
-                shared.metrics.slow_consumers.fetch_add(1, Relaxed);
-                info!(id = session.id, "client fell behind; closing with 1013");
-                Flow::Close(CloseCode::TryAgainLater, "too slow")
-            }
+            () = inbox.kick.kicked() => session.fell_behind(),
             _ = shutdown.changed() => Flow::Close(CloseCode::GoingAway, "server shutting down"),
-            Some(frame) = inbox.rx.recv() => session.write(frame, &mut inbox).await,
-            event = session.ws.recv() => session.on_event(event).await,
+            Some(frame) = inbox.rx.recv() => session.write(frame, &mut inbox),
+            event = session.ws.recv() => session.on_event(event),
         };
     }
     if let Flow::Close(code, reason) = flow {
-        let _ = session.ws.close_now(code, reason).await;
-        if code == CloseCode::GoingAway {
-            // Let the client answer the close, within the grace period.
-            let _ = timeout(config.shutdown_grace, async { while let Ok(Some(_)) = session.ws.recv().await {} }).await;
+        if matches!(code, CloseCode::TryAgainLater | CloseCode::GoingAway) {
+            // Fell behind, or shutting down: drop the backlog, close, await the answer (bounded).
+            let _ = session.ws.close_now(code, reason).await;
+        } else {
+            // A refusal: deliver what is queued (the error event saying why), then close.
+            let _ = timeout(config.shutdown_grace, async {
+                session.ws.close(code, reason).await?;
+                while session.ws.recv().await?.is_some() {}
+                Ok::<(), wsproto::Error>(())
+            })
+            .await;
         }
     }
     for room in std::mem::take(&mut session.rooms) {
@@ -153,38 +158,36 @@ where
         Ok(())
     }
 
-    /// Writes `first` and whatever else is queued, in one flush. A kick interrupts the wait.
-    async fn write(&mut self, first: EncodedFrame, inbox: &mut hub::Inbox) -> Flow {
-        let kick = inbox.kick.clone();
-        let write = async {
-            inbox.taken(&first);
-            self.ws.feed_encoded(&first).await?;
-            for _ in 1..BATCH {
-                let Ok(frame) = inbox.rx.try_recv() else { break };
-                inbox.taken(&frame);
-                self.ws.feed_encoded(&frame).await?;
+    /// Hands `first` and whatever else is queued to the WebSocket; `recv` writes them.
+    fn write(&mut self, first: EncodedFrame, inbox: &mut hub::Inbox) -> Flow {
+        let mut next = Some(first);
+        for _ in 0..BATCH {
+            let Some(frame) = next.take().or_else(|| inbox.rx.try_recv().ok()) else { break };
+            inbox.taken(&frame);
+            if let Err(e) = self.ws.queue_encoded(&frame) {
+                debug!(id = self.id, "cannot queue: {e}");
+                return self.fell_behind();
             }
-            self.ws.flush().await
-        };
-        tokio::select! {
-            result = write => match result {
-                Ok(()) => Flow::Continue,
-                Err(e) => { debug!(id = self.id, "write failed: {e}"); Flow::Done }
-            },
-            () = kick.kicked() => Flow::Continue, // the loop sees the kick first next time
         }
+        Flow::Continue
     }
 
-    /// Sends an `error` event to this client only.
-    async fn error(&mut self, code: &str, text: &str) {
-        let _ = self.ws.send_text(&protocol::error(code, text)).await;
+    fn fell_behind(&self) -> Flow {
+        self.shared.metrics.slow_consumers.fetch_add(1, Relaxed);
+        info!(id = self.id, "client fell behind; closing with 1013");
+        Flow::Close(CloseCode::TryAgainLater, "too slow")
     }
 
-    async fn on_event(&mut self, event: Result<Option<Event>, wsproto::Error>) -> Flow {
+    /// Queues an `error` event for this client only.
+    fn error(&mut self, code: &str, text: &str) {
+        let _ = self.ws.queue_text(&protocol::error(code, text));
+    }
+
+    fn on_event(&mut self, event: Result<Option<Event>, wsproto::Error>) -> Flow {
         match event {
             Ok(Some(Event::Text(text))) => {
                 self.shared.metrics.bytes_in.fetch_add(text.len() as u64, Relaxed);
-                self.on_text(&text).await
+                self.on_text(&text)
             }
             Ok(Some(Event::Binary(_))) => Flow::Close(CloseCode::UnsupportedData, "text frames only"),
             Ok(Some(Event::Ping(_) | Event::Pong(_))) => Flow::Continue,
@@ -196,23 +199,23 @@ where
         }
     }
 
-    async fn on_text(&mut self, text: &str) -> Flow {
+    fn on_text(&mut self, text: &str) -> Flow {
         let request = match protocol::parse(text) {
             Ok(request) => request,
             Err(e) => {
-                self.error("bad_request", &e.0).await;
+                self.error("bad_request", &e.0);
                 return Flow::Continue;
             }
         };
         let result = match request {
-            ClientMsg::Message { room, text } => return self.say(room, &text).await,
+            ClientMsg::Message { room, text } => return self.say(room, &text),
             ClientMsg::Join { room, since } => {
                 if !protocol::valid_room(&room) {
-                    self.error("bad_room", "room names are 1-32 of A-Z a-z 0-9 - _ .").await;
+                    self.error("bad_room", "room names are 1-32 of A-Z a-z 0-9 - _ .");
                     return Flow::Continue;
                 }
                 if self.rooms.len() >= self.shared.config.max_rooms_per_connection {
-                    self.error("too_many_rooms", "leave a room first").await;
+                    self.error("too_many_rooms", "leave a room first");
                     return Flow::Continue;
                 }
                 self.join(&room, since)
@@ -226,7 +229,7 @@ where
             }
             ClientMsg::Nick { nick } => {
                 if !protocol::valid_nick(&nick) {
-                    self.error("bad_nick", "nicks are 1-24 letters, digits, - _ .").await;
+                    self.error("bad_nick", "nicks are 1-24 letters, digits, - _ .");
                     return Flow::Continue;
                 }
                 let result = self.shared.hub.rename(self.id, &self.rooms, &nick);
@@ -237,31 +240,31 @@ where
             }
         };
         if let Err(e) = result {
-            self.error(e.code(), "request refused").await;
+            self.error(e.code(), "request refused");
         }
         Flow::Continue
     }
 
-    async fn say(&mut self, room: Option<String>, text: &str) -> Flow {
+    fn say(&mut self, room: Option<String>, text: &str) -> Flow {
         if !self.bucket.take() {
             self.shared.metrics.rate_limited.fetch_add(1, Relaxed);
             // A client that keeps going after a burst's worth of refusals is not a person typing.
             if self.bucket.strikes > self.shared.config.rate_burst.max(1) {
                 return Flow::Close(CloseCode::PolicyViolation, "rate limit");
             }
-            self.error("rate_limited", "slow down").await;
+            self.error("rate_limited", "slow down");
             return Flow::Continue;
         }
         if text.len() > self.shared.config.max_text {
-            self.error("too_long", "message text is limited in size").await;
+            self.error("too_long", "message text is limited in size");
             return Flow::Continue;
         }
         let Some(room) = room.or_else(|| self.rooms.first().cloned()) else {
-            self.error("not_in_room", "join a room first").await;
+            self.error("not_in_room", "join a room first");
             return Flow::Continue;
         };
         if let Err(e) = self.shared.hub.say(self.id, &room, text) {
-            self.error(e.code(), "message refused").await;
+            self.error(e.code(), "message refused");
         }
         Flow::Continue
     }

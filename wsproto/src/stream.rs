@@ -263,7 +263,8 @@ where
                 Ok(Some(event)) => {
                     if let Event::Close(_) = event {
                         // Send the echo now, not on the next call: the caller may stop here.
-                        self.finish().await?;
+                        // The peer may already have closed its end; the close still happened.
+                        let _ = self.finish().await;
                     }
                     return Ok(Some(event));
                 }
@@ -325,6 +326,23 @@ where
         self.conn.send_encoded(frame)
     }
 
+    /// Queues a pre-encoded frame without waiting: it is written by the next
+    /// [`recv`](Self::recv) (which writes while it waits for input) or [`flush`](Self::flush).
+    /// Fails with [`UsageError::WriteBufferFull`] instead of waiting when the write buffer is
+    /// over its limit, so a server loop that reads and writes in one task never blocks on a
+    /// peer that stopped reading: it can treat the error as "this peer fell behind".
+    pub fn queue_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
+        self.conn.send_encoded(frame)
+    }
+
+    /// Queues a text message without waiting; see [`queue_encoded`](Self::queue_encoded).
+    pub fn queue_text(&mut self, text: &str) -> Result<(), Error> {
+        if self.conn.queued_data_len() >= self.conn.config().write_buffer_limit() {
+            return Err(UsageError::WriteBufferFull.into());
+        }
+        self.conn.send_text(text)
+    }
+
     /// Sends a ping.
     pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<(), Error> {
         self.conn.send_ping(payload)?;
@@ -341,8 +359,9 @@ where
 
     /// Closes without delivering the backlog (see [`Connection::close_now`]): queued messages
     /// that have not started going out are dropped, the close frame follows the frame in
-    /// flight, and the wait for it to be written is bounded by [`Config::close_timeout`]. The
-    /// stream is then shut down. For a peer that fell behind, or a fast shutdown.
+    /// flight, and the peer's answering close is awaited (its messages discarded), all within
+    /// [`Config::close_timeout`]. The stream is then shut down. For a peer that fell behind, or a
+    /// fast shutdown.
     pub async fn close_now(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.conn.close_now(code, reason)?;
         // Keep only a chunk that is partly written: cutting a frame would corrupt the stream.
@@ -354,11 +373,17 @@ where
         let wait = self.conn.config().close_timeout();
         let _ = timeout(wait, async {
             self.flush().await?;
-            self.io.shutdown().await?;
+            // Wait for the peer's close, discarding what it still sends: closing a socket with
+            // unread input sends a TCP reset, which can destroy our close frame before the peer
+            // reads it.
+            while let Ok(Some(_)) = self.recv().await {}
             Ok::<(), Error>(())
         })
         .await;
-        self.finished = true;
+        if !self.finished {
+            self.finished = true;
+            let _ = timeout(wait, self.io.shutdown()).await;
+        }
         Ok(())
     }
 

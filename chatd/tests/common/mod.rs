@@ -1,0 +1,139 @@
+//! Helpers shared by chatd's integration tests: a server on 127.0.0.1:0 and chat clients.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wsproto::handshake::client::ClientRequest;
+use wsproto::stream::WebSocket;
+use wsproto::{CloseFrame, Event};
+
+/// A running chatd.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<Result<(), chatd::Error>>,
+}
+
+impl Server {
+    pub async fn start(config: chatd::Config) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(chatd::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Server { addr, stop: Some(stop), task }
+    }
+
+    /// Asks the server to shut down (like SIGTERM).
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub async fn client(&self, target: &str) -> WebSocket<TcpStream> {
+        connect(self.addr, target, None).await.unwrap()
+    }
+
+    /// A plain HTTP GET; returns the whole response as text.
+    pub async fn get(&self, path: &str) -> String {
+        let mut tcp = TcpStream::connect(self.addr).await.unwrap();
+        http_get(&mut tcp, path).await
+    }
+
+    /// The value of one metric line from /metrics.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let body = self.get("/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+}
+
+pub async fn http_get<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, path: &str) -> String {
+    io.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = io.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Opens a WebSocket at `target`, optionally with an Origin.
+pub async fn connect(
+    addr: SocketAddr,
+    target: &str,
+    origin: Option<&str>,
+) -> Result<WebSocket<TcpStream>, wsproto::Error> {
+    let tcp = TcpStream::connect(addr).await?;
+    open(tcp, &addr.to_string(), target, origin).await
+}
+
+pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    host: &str,
+    target: &str,
+    origin: Option<&str>,
+) -> Result<WebSocket<S>, wsproto::Error> {
+    let mut request = ClientRequest::new(host, target)?;
+    if let Some(origin) = origin {
+        request = request.header("Origin", origin)?;
+    }
+    let config = wsproto::Config::builder().ping_interval(None).build().unwrap();
+    let (ws, _) = wsproto::stream::connect(io, &request, config).await?;
+    Ok(ws)
+}
+
+/// The next JSON event, skipping pings and pongs. Panics after 10 s of silence.
+pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Value {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), ws.recv()).await.expect("an event within 10 s");
+        match event.unwrap() {
+            Some(Event::Text(text)) => return serde_json::from_str(&text).unwrap(),
+            Some(Event::Ping(_) | Event::Pong(_)) => continue,
+            other => panic!("expected a text event, got {other:?}"),
+        }
+    }
+}
+
+/// The next event of `kind`, skipping others (presence notices and the like).
+pub async fn next_of<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, kind: &str) -> Value {
+    loop {
+        let v = next(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+/// Reads until the server's close frame; returns it.
+pub async fn close_of<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> CloseFrame {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), ws.recv()).await.expect("a close within 10 s");
+        match event {
+            Ok(Some(Event::Close(frame))) => return frame,
+            Ok(Some(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+pub fn say(room: &str, text: &str) -> String {
+    serde_json::json!({"type": "message", "room": room, "text": text}).to_string()
+}
+
+/// A config for tests: no rate limit unless the test sets one, quick shutdown.
+pub fn config() -> chatd::Config {
+    chatd::Config {
+        rate_limit: 0,
+        max_connections_per_ip: 0,
+        shutdown_grace: Duration::from_secs(2),
+        ..chatd::Config::default()
+    }
+}
