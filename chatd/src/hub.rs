@@ -376,8 +376,8 @@ mod tests {
 
     fn text(frame: &EncodedFrame) -> serde_json::Value {
         let bytes = frame.as_bytes();
-        let payload = &bytes[2..]; // small frames: 2-byte header
-        serde_json::from_slice(payload).unwrap()
+        let (_, used) = wsproto::frame::FrameHeader::decode(bytes).unwrap().unwrap();
+        serde_json::from_slice(&bytes[used..]).unwrap()
     }
 
     fn drain(inbox: &mut Inbox) -> Vec<serde_json::Value> {
@@ -416,7 +416,7 @@ mod tests {
     fn nicks_are_unique_per_room_and_stamped_by_the_server() {
         let hub = Hub::new(10, 10, Arc::default());
         let (a, mut a_in) = outbox(100, 1 << 20);
-        let (b, _) = outbox(100, 1 << 20);
+        let (b, _b_in) = outbox(100, 1 << 20);
         hub.join(&Me { id: 1, nick: "alice", outbox: &a }, "r", None).unwrap();
         assert_eq!(hub.join(&Me { id: 2, nick: "alice", outbox: &b }, "r", None), Err(ChatError::NickTaken));
         hub.join(&Me { id: 2, nick: "bob", outbox: &b }, "r", None).unwrap();

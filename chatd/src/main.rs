@@ -117,9 +117,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // clap's message, up to its usage block, folded onto one line.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("chatd: {first} (see --help)");
+            let lines: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let message = lines.join(" ");
+            eprintln!("chatd: {} (see --help)", message.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
     };

@@ -80,11 +80,15 @@ pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>
             return; // over TLS, refusing before the handshake costs the least
         }
     };
-    // One deadline covers the TLS handshake and the request head.
+    // One deadline covers the TLS handshake and the request head; shutdown cuts both short.
+    let mut shutdown = shared.shutdown.clone();
     let deadline = Instant::now() + shared.config.handshake_timeout;
     match shared.tls.clone() {
         None => serve(tcp, peer, &shared, false, deadline).await,
-        Some(tls) => match timeout_at(deadline, tls.acceptor().accept(tcp)).await {
+        Some(tls) => match tokio::select! {
+            accepted = timeout_at(deadline, tls.acceptor().accept(tcp)) => accepted,
+            _ = shutdown.changed() => return,
+        } {
             Ok(Ok(stream)) => serve(stream, peer, &shared, true, deadline).await,
             Ok(Err(e)) => {
                 shared.metrics.reject(Rejection::Tls);
@@ -103,7 +107,13 @@ async fn serve<S>(mut io: S, peer: SocketAddr, shared: &Arc<Shared>, secure: boo
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (request, rest) = match timeout_at(deadline, wsproto::stream::read_request(&mut io, &shared.ws_config)).await {
+    // At shutdown, a connection still sending its head is simply dropped.
+    let mut shutdown = shared.shutdown.clone();
+    let read = tokio::select! {
+        read = timeout_at(deadline, wsproto::stream::read_request(&mut io, &shared.ws_config)) => read,
+        _ = shutdown.changed() => return,
+    };
+    let (request, rest) = match read {
         Ok(Ok(head)) => head,
         Ok(Err(WsError::Handshake(e))) => {
             // wsproto already answered with the status.

@@ -50,12 +50,16 @@ impl Server {
 
     /// The value of one metric line from /metrics.
     pub async fn metric(&self, name: &str) -> u64 {
-        let body = self.get("/metrics").await;
-        body.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} missing"))
+        parse_metric(&self.get("/metrics").await, name)
     }
+}
+
+/// One metric's value from a /metrics response.
+pub fn parse_metric(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing in {body:?}"))
 }
 
 pub async fn http_get<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, path: &str) -> String {
@@ -137,3 +141,5 @@ pub fn config() -> chatd::Config {
         ..chatd::Config::default()
     }
 }
+
+pub mod tls;
