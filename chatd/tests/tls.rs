@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::tls::{temp_dir, write_pair, TestCa};
 use common::{config, next, say, Server};
+use rustls_pki_types::pem::PemObject;
 use tokio::io::AsyncReadExt;
 
 fn tls_config(cert: std::path::PathBuf, key: std::path::PathBuf) -> chatd::Config {
@@ -137,6 +138,62 @@ fn unusable_pairs_are_one_line_errors() {
     assert!(garbage.contains("no certificate found"), "{garbage}");
     for e in [missing, mismatch, garbage] {
         assert!(!e.contains('\n'));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Keys in the two traditional PEM forms (RSA PKCS#1, EC SEC1), made by openssl as an operator
+/// would, load and serve.
+#[tokio::test]
+async fn rsa_and_sec1_ec_keys_are_accepted() {
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl").args(args).stderr(std::process::Stdio::null()).status();
+        assert!(status.expect("openssl is installed").success(), "openssl {args:?}");
+    };
+    let dir = temp_dir("keyforms");
+    let forms: [(&str, &[&str], &str); 2] = [
+        ("rsa", &["genrsa", "-traditional", "-out", "KEY", "2048"], "BEGIN RSA PRIVATE KEY"),
+        ("ec", &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "KEY"], "BEGIN EC PRIVATE KEY"),
+    ];
+    for (name, keygen, header) in forms {
+        let key = dir.join(format!("{name}.key"));
+        let cert = dir.join(format!("{name}.pem"));
+        let key_s = key.to_str().unwrap();
+        let keygen: Vec<&str> = keygen.iter().map(|a| if *a == "KEY" { key_s } else { a }).collect();
+        openssl(&keygen);
+        assert!(std::fs::read_to_string(&key).unwrap().contains(header));
+        openssl(&[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            key_s,
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+            "-out",
+            cert.to_str().unwrap(),
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ]);
+        let server = Server::start(tls_config(cert.clone(), key.clone())).await;
+        // Trust the self-signed certificate itself.
+        let mut roots = rustls::RootCertStore::empty();
+        let der = rustls_pki_types::CertificateDer::pem_file_iter(&cert).unwrap().next().unwrap().unwrap();
+        roots.add(der).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let name_ = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client)).connect(name_, tcp).await.unwrap();
+        assert!(common::http_get(&mut tls, "/healthz").await.ends_with("ok\n"), "{name} key");
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
