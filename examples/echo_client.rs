@@ -8,23 +8,12 @@
 //! `cargo run --release -p examples --example echo_client -- 127.0.0.1:9001`.
 //! Next: the examples README lists the reading order.
 
-use std::time::Duration;
-
+use examples::conformance_config;
 use tokio::net::TcpStream;
 use wsproto::handshake::client::ClientRequest;
-use wsproto::{Config, Event};
+use wsproto::Event;
 
 const AGENT: &str = "wsproto";
-
-fn conformance_config() -> Config {
-    Config::builder()
-        .max_message_size(16 << 20)
-        .max_fragments(1 << 20)
-        .ping_interval(None)
-        .handshake_timeout(Duration::from_secs(30))
-        .build()
-        .expect("valid limits")
-}
 
 /// Opens one WebSocket to `addr` at `target`.
 async fn open(addr: &str, target: &str) -> Result<wsproto::stream::WebSocket<TcpStream>, wsproto::Error> {
@@ -84,6 +73,7 @@ async fn main() -> Result<(), wsproto::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wsproto::Config;
 
     /// A tiny stand-in for the fuzzing server: one case that sends a text and expects it back.
     #[tokio::test]

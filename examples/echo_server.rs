@@ -10,22 +10,9 @@
 //! Run: `cargo run --release -p examples --example echo_server -- 9001`, then connect with any
 //! client, e.g. `websocat ws://127.0.0.1:9001`. Next: `echo_client.rs`.
 
-use std::time::Duration;
-
+use examples::conformance_config;
 use tokio::net::TcpListener;
 use wsproto::{Config, Event};
-
-/// The limits Autobahn's cases need: larger than the library defaults, which protect servers
-/// on the internet.
-fn conformance_config() -> Config {
-    Config::builder()
-        .max_message_size(16 << 20)
-        .max_fragments(1 << 20)
-        .ping_interval(None)
-        .handshake_timeout(Duration::from_secs(30))
-        .build()
-        .expect("valid limits")
-}
 
 /// Accepts connections forever, echoing each in its own task.
 pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()> {

@@ -201,6 +201,7 @@ pub struct Hub {
     rooms: Mutex<HashMap<String, Arc<Mutex<Room>>>>,
     history: usize,
     max_rooms: usize,
+    hello_budget: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -210,9 +211,10 @@ fn now_ms() -> u64 {
 }
 
 impl Hub {
-    /// An empty hub keeping `history` messages per room and at most `max_rooms` rooms.
-    pub fn new(history: usize, max_rooms: usize, metrics: Arc<Metrics>) -> Self {
-        Hub { rooms: Mutex::new(HashMap::new()), history, max_rooms, metrics }
+    /// An empty hub keeping `history` messages per room and at most `max_rooms` rooms; a
+    /// `hello` carries at most `hello_budget` bytes of history.
+    pub fn new(history: usize, max_rooms: usize, hello_budget: usize, metrics: Arc<Metrics>) -> Self {
+        Hub { rooms: Mutex::new(HashMap::new()), history, max_rooms, hello_budget, metrics }
     }
 
     fn room(&self, name: &str, create: bool) -> Result<Arc<Mutex<Room>>, ChatError> {
@@ -263,12 +265,22 @@ impl Hub {
             let oldest = room.history.front().map_or(room.seq + 1, |(seq, _)| *seq);
             // Recovered: every message after `since` is still kept (and `since` is not from a
             // previous life of this room: a client ahead of the server can't be recovered).
-            let recovered = since.is_some_and(|s| s <= room.seq && s + 1 >= oldest);
+            let mut recovered = since.is_some_and(|s| s <= room.seq && s + 1 >= oldest);
             let after = if recovered { since.unwrap_or(0) } else { 0 };
+            // The newest entries after `after` that fit the budget, so a hello can't overflow
+            // the joiner's queue (JSON escaping can make 4 KiB of text 24 KiB on the wire).
+            let wanted = room.history.iter().rev().take_while(|(seq, _)| *seq > after);
+            let mut bytes = 0;
+            let fit = wanted.clone().take_while(|(_, json)| {
+                bytes += json.len();
+                bytes <= self.hello_budget
+            });
+            let (fit, wanted) = (fit.count(), wanted.count());
+            recovered &= fit == wanted;
             let mut members: Vec<&str> = room.members.values().map(|m| m.nick.as_str()).collect();
             members.push(me.nick);
             members.sort_unstable();
-            let history = room.history.iter().filter(|(seq, _)| *seq > after).map(|(_, json)| &**json);
+            let history = room.history.iter().skip(room.history.len() - fit).map(|(_, json)| &**json);
             let hello = protocol::hello(me.nick, &room.name, &members, room.seq, recovered, history);
             me.outbox.push(&EncodedFrame::text(&hello));
             room.members.insert(me.id, Member { nick: me.nick.to_owned(), outbox: me.outbox.clone() });
@@ -391,7 +403,7 @@ mod tests {
 
     #[test]
     fn history_recovery_by_since() {
-        let hub = Hub::new(3, 10, Arc::default());
+        let hub = Hub::new(3, 10, 1 << 20, Arc::default());
         let (a_out, mut a_in) = outbox(100, 1 << 20);
         hub.join(&Me { id: 1, nick: "alice", outbox: &a_out }, "lobby", None).unwrap();
         for i in 1..=5 {
@@ -413,8 +425,24 @@ mod tests {
     }
 
     #[test]
+    fn hello_history_fits_the_budget() {
+        let hub = Hub::new(100, 10, 1000, Arc::default());
+        let (a, _a_in) = outbox(1000, 1 << 20);
+        hub.join(&Me { id: 1, nick: "alice", outbox: &a }, "r", None).unwrap();
+        for _ in 0..20 {
+            hub.say(1, "r", &"\u{1}".repeat(100)).unwrap(); // 600 bytes of JSON escapes each
+        }
+        let (b, mut b_in) = outbox(1000, 1 << 20);
+        hub.join(&Me { id: 2, nick: "bob", outbox: &b }, "r", Some(10)).unwrap();
+        let hello = &drain(&mut b_in)[0];
+        let seqs: Vec<u64> = hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [20], "only the newest message fits 1000 bytes");
+        assert_eq!(hello["recovered"], false, "11..=20 did not all fit");
+    }
+
+    #[test]
     fn nicks_are_unique_per_room_and_stamped_by_the_server() {
-        let hub = Hub::new(10, 10, Arc::default());
+        let hub = Hub::new(10, 10, 1 << 20, Arc::default());
         let (a, mut a_in) = outbox(100, 1 << 20);
         let (b, _b_in) = outbox(100, 1 << 20);
         hub.join(&Me { id: 1, nick: "alice", outbox: &a }, "r", None).unwrap();
@@ -431,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_full_outbox_kicks_only_that_member() {
-        let hub = Hub::new(10, 10, Arc::default());
+        let hub = Hub::new(10, 10, 1 << 20, Arc::default());
         let (slow, slow_in) = outbox(4, 1 << 20);
         let (fast, mut fast_in) = outbox(1000, 1 << 20);
         hub.join(&Me { id: 1, nick: "slow", outbox: &slow }, "r", None).unwrap();
@@ -446,7 +474,7 @@ mod tests {
 
     #[test]
     fn empty_rooms_are_evicted_oldest_first() {
-        let hub = Hub::new(10, 2, Arc::default());
+        let hub = Hub::new(10, 2, 1 << 20, Arc::default());
         let (o, _i) = outbox(100, 1 << 20);
         hub.join(&Me { id: 1, nick: "a", outbox: &o }, "one", None).unwrap();
         hub.join(&Me { id: 1, nick: "a", outbox: &o }, "two", None).unwrap();

@@ -104,7 +104,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let (stop, stopped) = watch::channel(false);
     let shared = Arc::new(Shared {
         ws_config: config.websocket().map_err(|e| Error::Config(e.to_string()))?,
-        hub: hub::Hub::new(config.history, config.max_rooms, metrics.clone()),
+        // Half the joiner's queue for the history in a hello, so live messages still fit.
+        hub: hub::Hub::new(config.history, config.max_rooms, config.queue_bytes / 2, metrics.clone()),
         metrics,
         tls,
         per_ip: Default::default(),

@@ -446,7 +446,7 @@ impl Connection {
         }
         if opcode.is_control() {
             if opcode == OpCode::Close {
-                return Err(UsageError::InvalidCloseCode(0).into());
+                return Err(UsageError::CloseViaSendFrame.into());
             }
             if !fin || payload.len() > 125 {
                 return Err(UsageError::ControlPayloadTooLong.into());

@@ -244,6 +244,9 @@ pub enum UsageError {
     /// The write buffer already holds [`Config::write_buffer_limit`](crate::Config::write_buffer_limit)
     /// bytes; take the outgoing bytes first.
     WriteBufferFull,
+    /// A close frame was passed to `send_frame`; use `close` or `close_now`, which keep the
+    /// closing handshake's state.
+    CloseViaSendFrame,
     /// §5.4: a continuation frame with no fragmented message in progress, or a new message
     /// started inside one.
     FragmentOutOfOrder,
@@ -265,6 +268,7 @@ impl fmt::Display for UsageError {
             UsageError::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
             UsageError::CloseReasonTooLong => f.write_str("close reason over 123 bytes"),
             UsageError::WriteBufferFull => f.write_str("write buffer full; flush first"),
+            UsageError::CloseViaSendFrame => f.write_str("close frames are sent with close()"),
             UsageError::FragmentOutOfOrder => f.write_str("fragment sent out of order"),
             UsageError::EncodedFrameFromClient => f.write_str("pre-encoded frames are server-only"),
             UsageError::InvalidHeader => f.write_str("invalid header name or value"),
