@@ -6,7 +6,7 @@
 //!
 //! Run (with `kosoku -m fuzzingserver 127.0.0.1:9001` listening):
 //! `cargo run --release -p examples --example echo_client -- 127.0.0.1:9001`.
-//! Next: the examples README lists the reading order.
+//! Next: `06_broadcast.rs`.
 
 use examples::conformance_config;
 use tokio::net::TcpStream;

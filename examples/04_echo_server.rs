@@ -8,7 +8,7 @@
 //! are raised to what Autobahn's 9.* cases send (16 MiB messages, 4 MiB in 64-byte fragments).
 //!
 //! Run: `cargo run --release -p examples --example echo_server -- 9001`, then connect with any
-//! client, e.g. `websocat ws://127.0.0.1:9001`. Next: `echo_client.rs`.
+//! client, e.g. `websocat ws://127.0.0.1:9001`. Next: `05_echo_client.rs`.
 
 use examples::conformance_config;
 use tokio::net::TcpListener;
