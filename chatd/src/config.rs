@@ -46,6 +46,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the certificate files are checked for changes. Default 10 s.
     pub cert_check_interval: Duration,
+    /// Silence after which the server pings a client. Default 20 s (outlives 60 s proxy/NAT
+    /// idle timeouts).
+    pub ping_interval: Duration,
+    /// Time a pinged client has to send anything before it is closed with 1011. Default 20 s.
+    pub pong_timeout: Duration,
 }
 
 /// A certificate chain and its private key, as PEM files.
@@ -78,6 +83,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             cert_check_interval: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            pong_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -91,6 +98,8 @@ impl Config {
             .handshake_timeout(self.handshake_timeout)
             .write_buffer_limit(self.queue_bytes)
             .close_timeout(self.shutdown_grace)
+            .ping_interval(Some(self.ping_interval))
+            .pong_timeout(self.pong_timeout)
             .build()
     }
 }

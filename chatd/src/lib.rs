@@ -45,6 +45,8 @@ use metrics::Metrics;
 pub enum Error {
     /// A setting that cannot work.
     Config(String),
+    /// A WebSocket limit that cannot work.
+    Limits(wsproto::ConfigError),
     /// The certificate or key could not be used.
     Tls(tls::TlsError),
     /// A listener could not be bound.
@@ -55,6 +57,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(why) => write!(f, "invalid configuration: {why}"),
+            Error::Limits(e) => write!(f, "{e}"),
             Error::Tls(e) => write!(f, "{e}"),
             Error::Bind(addr, e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 write!(f, "cannot listen on {addr}: address already in use (is another chatd running?)")
@@ -82,7 +85,7 @@ pub struct Shared {
 /// Checks the config and loads the certificate, as `run` will: lets `main` report a bad file
 /// before binding anything.
 pub fn preflight(config: &Config) -> Result<Option<tls::Tls>, Error> {
-    config.websocket().map_err(|e| Error::Config(e.to_string()))?;
+    config.websocket().map_err(Error::Limits)?;
     if config.acme_webroot.is_some() && config.http_redirect.is_none() {
         return Err(Error::Config("--acme-webroot needs --http-redirect".into()));
     }
@@ -103,7 +106,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = watch::channel(false);
     let shared = Arc::new(Shared {
-        ws_config: config.websocket().map_err(|e| Error::Config(e.to_string()))?,
+        ws_config: config.websocket().map_err(Error::Limits)?,
         // Half the joiner's queue for the history in a hello, so live messages still fit.
         hub: hub::Hub::new(config.history, config.max_rooms, config.queue_bytes / 2, metrics.clone()),
         metrics,

@@ -72,6 +72,12 @@ struct Cli {
     /// Seconds allowed for the TLS handshake and the HTTP request head together.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     handshake_timeout: u64,
+    /// Seconds of silence after which a client is pinged.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    ping_interval: u64,
+    /// Seconds a pinged client has to answer before it is closed (1011).
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    pong_timeout: u64,
     /// Seconds clients get to finish closing at shutdown.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     shutdown_grace: u64,
@@ -98,6 +104,8 @@ impl Cli {
             queue_bytes: self.queue_bytes,
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            ping_interval: Duration::from_secs(self.ping_interval),
+            pong_timeout: Duration::from_secs(self.pong_timeout),
             ..chatd::Config::default()
         }
     }

@@ -193,3 +193,46 @@ async fn sighup_reloads_redirect_works_and_sigterm_exits_zero() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status after SIGTERM");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// With a low file-descriptor limit the accept loop hits EMFILE; it must keep running and serve
+/// again once descriptors are free.
+#[tokio::test]
+async fn the_accept_loop_survives_running_out_of_file_descriptors() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let script = format!("ulimit -n 64 && exec {BIN} --listen {addr} --max-connections-per-ip 0");
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .env("RUST_LOG", "chatd=info,warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let server = Running { child, lines };
+    server.wait_for("listening on http://");
+    let mut idle = Vec::new();
+    for _ in 0..120 {
+        if let Ok(tcp) = tokio::net::TcpStream::connect(&addr).await {
+            idle.push(tcp);
+        }
+    }
+    server.wait_for("accept failed");
+    drop(idle);
+    // Served again once the idle connections are gone.
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(mut tcp) = tokio::net::TcpStream::connect(&addr).await {
+            if common::http_get(&mut tcp, "/healthz").await.ends_with("ok\n") {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "chatd serves again after EMFILE");
+}
