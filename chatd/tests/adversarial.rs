@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::tls::{temp_dir, write_pair, TestCa};
@@ -17,7 +16,7 @@ use wsproto::frame::mask::apply_mask;
 use wsproto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use wsproto::{Connection, Event, Role};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -113,7 +112,7 @@ fn without(header: &str) -> String {
 
 #[tokio::test]
 async fn hostile_handshakes_get_exact_statuses_plain_and_tls() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let many_headers = {
         let mut r = String::from("GET /ws HTTP/1.1\r\nHost: localhost\r\n");
         for i in 0..10_000 {
@@ -155,7 +154,7 @@ async fn hostile_handshakes_get_exact_statuses_plain_and_tls() {
 
 #[tokio::test]
 async fn bytes_pipelined_after_the_head_are_frames() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let target = Target::start(false, config()).await;
     // Head and first frame in one write: the frame must reach the frame parser.
     let mut raw = Raw::open_with(&target, "p", &client_frame(OpCode::Text, true, b"straight after the head")).await;
@@ -166,7 +165,7 @@ async fn bytes_pipelined_after_the_head_are_frames() {
 
 /// A masked frame from a client.
 fn client_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
-    raw_frame(0x80 * u8::from(fin) | opcode.as_u8(), payload.len() as u64, payload)
+    raw_frame((0x80 * u8::from(fin)) | opcode.as_u8(), payload.len() as u64, payload)
 }
 
 /// A masked frame with a hand-made first byte and announced length.
@@ -263,7 +262,7 @@ async fn close_code_for(target: &Target, attack: &[u8]) -> Option<u16> {
 
 #[tokio::test]
 async fn hostile_frames_get_exact_close_codes_plain_and_tls() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let mut length_msb = vec![0x82, 0xff];
     length_msb.extend_from_slice(&(1u64 << 63 | 5).to_be_bytes());
     length_msb.extend_from_slice(&[1, 2, 3, 4]);
@@ -311,7 +310,7 @@ async fn hostile_frames_get_exact_close_codes_plain_and_tls() {
 
 #[tokio::test]
 async fn a_flood_of_empty_messages_is_rate_limited_with_1008() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let target = Target::start(false, chatd::Config { rate_limit: 10, rate_burst: 20, ..config() }).await;
     let mut calm = target.bystander("calm").await;
     let mut flood = Vec::new();
@@ -324,7 +323,7 @@ async fn a_flood_of_empty_messages_is_rate_limited_with_1008() {
 
 #[tokio::test]
 async fn two_hundred_thousand_unread_pings_keep_memory_flat() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let target = Target::start(false, config()).await;
     let mut calm = target.bystander("calm").await;
     let mut raw = Raw::open(&target, "pings").await;
@@ -346,7 +345,7 @@ async fn two_hundred_thousand_unread_pings_keep_memory_flat() {
 
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_closed_with_1011() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let cfg = chatd::Config {
         ping_interval: Duration::from_millis(300),
         pong_timeout: Duration::from_millis(300),
@@ -362,7 +361,7 @@ async fn a_peer_that_stops_answering_pings_is_closed_with_1011() {
 
 #[tokio::test]
 async fn slow_and_broken_peers_do_not_hurt_others() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let target = Target::start(false, chatd::Config { handshake_timeout: Duration::from_secs(1), ..config() }).await;
     let mut calm = target.bystander("calm").await;
     // A head trickled slower than the deadline allows: 408 at the deadline.
@@ -392,7 +391,7 @@ async fn slow_and_broken_peers_do_not_hurt_others() {
 
 #[tokio::test]
 async fn two_thousand_concurrent_connections() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let target = Target::start(false, chatd::Config { max_connections: 2_500, ..config() }).await;
     let mut calm = target.bystander("calm").await;
     let addr = target.server.addr;
@@ -420,9 +419,9 @@ async fn two_thousand_concurrent_connections() {
 }
 
 /// Joins futures without an extra crate.
-async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
@@ -437,7 +436,7 @@ where
 /// alert (or a close), never a session.
 #[tokio::test]
 async fn old_tls_versions_are_refused() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let target = Target::start(true, config()).await;
     let mut calm = target.bystander("calm").await;
     for (name, version) in [("SSLv3", [3u8, 0]), ("TLS 1.0", [3, 1]), ("TLS 1.1", [3, 2])] {
