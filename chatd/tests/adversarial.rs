@@ -21,38 +21,86 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// A server under test: plain or TLS.
+/// A server under test: chatd plain or TLS, or a bare wsproto echo server.
 struct Target {
-    server: Server,
+    addr: std::net::SocketAddr,
+    /// `None` for the echo server.
+    server: Option<Server>,
     ca: Option<TestCa>,
     _dir: Option<std::path::PathBuf>,
 }
 
-impl Target {
-    async fn start(tls: bool, cfg: chatd::Config) -> Target {
-        if !tls {
-            return Target { server: Server::start(cfg).await, ca: None, _dir: None };
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Chat,
+    ChatTls,
+    Echo,
+}
+
+const KINDS: [Kind; 3] = [Kind::Chat, Kind::ChatTls, Kind::Echo];
+
+/// A bare echo server on wsproto, like `examples/04_echo_server.rs` with the library defaults.
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let Ok(mut ws) = wsproto::stream::accept(tcp, wsproto::Config::default()).await else { return };
+                while let Ok(Some(event)) = ws.recv().await {
+                    let sent = match event {
+                        Event::Text(text) => ws.send_text(&text).await,
+                        Event::Binary(data) => ws.send_binary(data).await,
+                        _ => Ok(()),
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        let ca = TestCa::new();
-        let dir = temp_dir(&format!("adv-{}", std::process::id() ^ rand_suffix()));
-        let (cert, key) = write_pair(&dir, &ca.issue());
-        let server = Server::start(chatd::Config { tls: Some(chatd::TlsFiles { cert, key }), ..cfg }).await;
-        Target { server, ca: Some(ca), _dir: Some(dir) }
+    });
+    addr
+}
+
+impl Target {
+    async fn start(kind: Kind, cfg: chatd::Config) -> Target {
+        match kind {
+            Kind::Echo => Target { addr: echo_server().await, server: None, ca: None, _dir: None },
+            Kind::Chat => {
+                let server = Server::start(cfg).await;
+                Target { addr: server.addr, server: Some(server), ca: None, _dir: None }
+            }
+            Kind::ChatTls => {
+                let ca = TestCa::new();
+                let dir = temp_dir(&format!("adv-{}", rand_suffix()));
+                let (cert, key) = write_pair(&dir, &ca.issue());
+                let server = Server::start(chatd::Config { tls: Some(chatd::TlsFiles { cert, key }), ..cfg }).await;
+                Target { addr: server.addr, server: Some(server), ca: Some(ca), _dir: Some(dir) }
+            }
+        }
+    }
+
+    fn is_chat(&self) -> bool {
+        self.server.is_some()
     }
 
     async fn raw(&self) -> Box<dyn Io> {
         match &self.ca {
-            None => Box::new(TcpStream::connect(self.server.addr).await.unwrap()),
-            Some(ca) => Box::new(ca.connect(self.server.addr).await.unwrap()),
+            None => Box::new(TcpStream::connect(self.addr).await.unwrap()),
+            Some(ca) => Box::new(ca.connect(self.addr).await.unwrap()),
         }
     }
 
-    /// A chat client that should never notice the attacks.
-    async fn bystander(&self, nick: &str) -> wsproto::stream::WebSocket<Box<dyn Io>> {
-        let mut ws =
-            common::open(self.raw().await, "localhost", &format!("/ws?room=calm&nick={nick}"), None).await.unwrap();
-        next(&mut ws).await;
-        ws
+    /// A client that should never notice the attacks.
+    async fn bystander(&self, nick: &str) -> Bystander {
+        let target = if self.is_chat() { format!("/ws?room=calm&nick={nick}") } else { "/".to_owned() };
+        let mut ws = common::open(self.raw().await, "localhost", &target, None).await.unwrap();
+        if self.is_chat() {
+            next(&mut ws).await;
+        }
+        Bystander { ws, chat: self.is_chat() }
     }
 
     async fn metric(&self, name: &str) -> u64 {
@@ -61,15 +109,26 @@ impl Target {
     }
 }
 
+struct Bystander {
+    ws: wsproto::stream::WebSocket<Box<dyn Io>>,
+    chat: bool,
+}
+
 fn rand_suffix() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     std::collections::hash_map::RandomState::new().build_hasher().finish() as u32
 }
 
 /// The bystander still chats: its message comes back.
-async fn still_chatting(ws: &mut wsproto::stream::WebSocket<Box<dyn Io>>, text: &str) {
-    ws.send_text(&say("calm", text)).await.unwrap();
-    assert_eq!(next_of(ws, "message").await["text"], text);
+async fn still_chatting(by: &mut Bystander, text: &str) {
+    if by.chat {
+        by.ws.send_text(&say("calm", text)).await.unwrap();
+        assert_eq!(next_of(&mut by.ws, "message").await["text"], text);
+    } else {
+        by.ws.send_text(text).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(10), by.ws.recv()).await.unwrap().unwrap();
+        assert_eq!(echoed, Some(Event::Text(text.into())));
+    }
 }
 
 fn rss_kib() -> u64 {
@@ -138,16 +197,19 @@ async fn hostile_handshakes_get_exact_statuses_plain_and_tls() {
         ("oversize head in small pieces", oversize, 400, 431),
         ("10,000 tiny headers", many_headers, 1, 431),
     ];
-    for tls in [false, true] {
-        let target = Target::start(tls, config()).await;
+    for kind in KINDS {
+        let target = Target::start(kind, config()).await;
         let mut calm = target.bystander("calm").await;
         let before = rss_kib();
         for (name, request, pieces, expected) in &cases {
             let mut io = target.raw().await;
-            assert_eq!(status_for(&mut io, request.as_bytes(), *pieces).await, *expected, "{name} (tls: {tls})");
+            let request = if target.is_chat() { request.clone() } else { request.replace("/ws?room=r", "/") };
+            assert_eq!(status_for(&mut io, request.as_bytes(), *pieces).await, *expected, "{name} ({kind:?})");
         }
         still_chatting(&mut calm, "unbothered").await;
-        assert!(target.metric("chatd_rejected_total{reason=\"bad_handshake\"}").await >= cases.len() as u64);
+        if target.is_chat() {
+            assert!(target.metric("chatd_rejected_total{reason=\"bad_handshake\"}").await >= cases.len() as u64);
+        }
         assert!(rss_kib() < before + 32 * 1024, "handshake garbage must not grow memory");
     }
 }
@@ -155,7 +217,7 @@ async fn hostile_handshakes_get_exact_statuses_plain_and_tls() {
 #[tokio::test]
 async fn bytes_pipelined_after_the_head_are_frames() {
     let _serial = SERIAL.lock().await;
-    let target = Target::start(false, config()).await;
+    let target = Target::start(Kind::Chat, config()).await;
     // Head and first frame in one write: the frame must reach the frame parser.
     let mut raw = Raw::open_with(&target, "p", &client_frame(OpCode::Text, true, b"straight after the head")).await;
     let events =
@@ -255,7 +317,9 @@ fn close_code(events: &[Event]) -> Option<u16> {
 /// Opens a WebSocket by hand, sends `attack` after the hello, returns the close code.
 async fn close_code_for(target: &Target, attack: &[u8]) -> Option<u16> {
     let mut raw = Raw::open(target, "attack").await;
-    raw.events(|e| !e.is_empty()).await; // the hello
+    if target.is_chat() {
+        raw.events(|e| !e.is_empty()).await; // the hello
+    }
     raw.send(attack).await;
     close_code(&raw.events(|_| false).await)
 }
@@ -296,12 +360,15 @@ async fn hostile_frames_get_exact_close_codes_plain_and_tls() {
         ("close reason not UTF-8", client_frame(OpCode::Close, true, &[0x03, 0xe8, 0xc0]), 1007),
         ("binary frame", client_frame(OpCode::Binary, true, b"\x00"), 1003),
     ];
-    for tls in [false, true] {
-        let target = Target::start(tls, config()).await;
+    for kind in KINDS {
+        let target = Target::start(kind, config()).await;
         let mut calm = target.bystander("calm").await;
         let before = rss_kib();
         for (name, attack, expected) in &cases {
-            assert_eq!(close_code_for(&target, attack).await, Some(*expected), "{name} (tls: {tls})");
+            if !target.is_chat() && *name == "binary frame" {
+                continue; // an echo server accepts binary
+            }
+            assert_eq!(close_code_for(&target, attack).await, Some(*expected), "{name} ({kind:?})");
         }
         still_chatting(&mut calm, "unbothered").await;
         assert!(rss_kib() < before + 32 * 1024, "memory bounded after the frame attacks");
@@ -311,7 +378,7 @@ async fn hostile_frames_get_exact_close_codes_plain_and_tls() {
 #[tokio::test]
 async fn a_flood_of_empty_messages_is_rate_limited_with_1008() {
     let _serial = SERIAL.lock().await;
-    let target = Target::start(false, chatd::Config { rate_limit: 10, rate_burst: 20, ..config() }).await;
+    let target = Target::start(Kind::Chat, chatd::Config { rate_limit: 10, rate_burst: 20, ..config() }).await;
     let mut calm = target.bystander("calm").await;
     let mut flood = Vec::new();
     for _ in 0..10_000 {
@@ -324,7 +391,7 @@ async fn a_flood_of_empty_messages_is_rate_limited_with_1008() {
 #[tokio::test]
 async fn two_hundred_thousand_unread_pings_keep_memory_flat() {
     let _serial = SERIAL.lock().await;
-    let target = Target::start(false, config()).await;
+    let target = Target::start(Kind::Chat, config()).await;
     let mut calm = target.bystander("calm").await;
     let mut raw = Raw::open(&target, "pings").await;
     let ping = client_frame(OpCode::Ping, true, &[7; 100]);
@@ -351,7 +418,7 @@ async fn a_peer_that_stops_answering_pings_is_closed_with_1011() {
         pong_timeout: Duration::from_millis(300),
         ..config()
     };
-    let target = Target::start(false, cfg).await;
+    let target = Target::start(Kind::Chat, cfg).await;
     let mut raw = Raw::open(&target, "silent").await;
     // Read (so the pings and the close reach us) but never answer.
     let events = raw.events(|_| false).await;
@@ -362,7 +429,8 @@ async fn a_peer_that_stops_answering_pings_is_closed_with_1011() {
 #[tokio::test]
 async fn slow_and_broken_peers_do_not_hurt_others() {
     let _serial = SERIAL.lock().await;
-    let target = Target::start(false, chatd::Config { handshake_timeout: Duration::from_secs(1), ..config() }).await;
+    let target =
+        Target::start(Kind::Chat, chatd::Config { handshake_timeout: Duration::from_secs(1), ..config() }).await;
     let mut calm = target.bystander("calm").await;
     // A head trickled slower than the deadline allows: 408 at the deadline.
     let mut io = target.raw().await;
@@ -392,9 +460,9 @@ async fn slow_and_broken_peers_do_not_hurt_others() {
 #[tokio::test]
 async fn two_thousand_concurrent_connections() {
     let _serial = SERIAL.lock().await;
-    let target = Target::start(false, chatd::Config { max_connections: 2_500, ..config() }).await;
+    let target = Target::start(Kind::Chat, chatd::Config { max_connections: 2_500, ..config() }).await;
     let mut calm = target.bystander("calm").await;
-    let addr = target.server.addr;
+    let addr = target.addr;
     let before = rss_kib();
     let mut clients = Vec::new();
     for chunk in 0..20 {
@@ -437,7 +505,7 @@ where
 #[tokio::test]
 async fn old_tls_versions_are_refused() {
     let _serial = SERIAL.lock().await;
-    let target = Target::start(true, config()).await;
+    let target = Target::start(Kind::ChatTls, config()).await;
     let mut calm = target.bystander("calm").await;
     for (name, version) in [("SSLv3", [3u8, 0]), ("TLS 1.0", [3, 1]), ("TLS 1.1", [3, 2])] {
         let mut hello = Vec::new();
@@ -450,7 +518,7 @@ async fn old_tls_versions_are_refused() {
         handshake.extend_from_slice(&hello);
         let mut record = vec![0x16, version[0], version[1], (handshake.len() >> 8) as u8, handshake.len() as u8];
         record.extend_from_slice(&handshake);
-        let mut tcp = TcpStream::connect(target.server.addr).await.unwrap();
+        let mut tcp = TcpStream::connect(target.addr).await.unwrap();
         tcp.write_all(&record).await.unwrap();
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
@@ -459,4 +527,52 @@ async fn old_tls_versions_are_refused() {
     }
     still_chatting(&mut calm, "unbothered").await;
     assert!(target.metric("chatd_rejected_total{reason=\"tls\"}").await >= 3);
+}
+
+/// A client that never reads, in a room that is busy: it is dropped with 1013, the server's
+/// memory stays bounded (its queue is capped), and the others' messages keep arriving promptly.
+#[tokio::test]
+async fn a_reader_that_never_reads_in_a_busy_room() {
+    let _serial = SERIAL.lock().await;
+    let cfg = chatd::Config {
+        queue_messages: 64,
+        queue_bytes: 256 * 1024,
+        shutdown_grace: Duration::from_secs(10),
+        ..config()
+    };
+    let target = Target::start(Kind::Chat, cfg).await;
+    let mut calm = target.bystander("calm").await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(target.addr).await.unwrap();
+    let _staller = common::open(tcp, "localhost", "/ws?room=busy&nick=staller", None).await.unwrap();
+    let mut listener = common::connect(target.addr, "/ws?room=busy&nick=listener", None).await.unwrap();
+    next(&mut listener).await;
+    let (mut echoes, sender) = common::connect(target.addr, "/ws?room=busy&nick=sender", None).await.unwrap().split();
+    tokio::spawn(async move { while let Ok(Some(_)) = echoes.recv().await {} });
+    let before = rss_kib();
+    let text = "x".repeat(4000);
+    let sending = tokio::spawn(async move {
+        for i in 0..3000 {
+            sender.send_text(say("busy", &format!("{i:04} {text}"))).await.unwrap();
+        }
+    });
+    let mut worst = Duration::ZERO;
+    let mut seen = 0;
+    while seen < 3000 {
+        let m = next(&mut listener).await;
+        if m["type"] == "message" {
+            seen += 1;
+            let sent_ms = m["ts"].as_u64().unwrap();
+            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+            worst = worst.max(Duration::from_millis(now_ms.saturating_sub(sent_ms)));
+        }
+    }
+    sending.await.unwrap();
+    // Not a performance claim: a stalled peer must not hold the room up for seconds.
+    assert!(worst < Duration::from_secs(2), "a message took {worst:?} from the server to the listener");
+    assert_eq!(target.metric("chatd_slow_consumer_disconnects_total").await, 1);
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew {grown} KiB");
+    still_chatting(&mut calm, "unbothered").await;
 }
