@@ -164,9 +164,14 @@ where
         for _ in 0..BATCH {
             let Some(frame) = next.take().or_else(|| inbox.rx.try_recv().ok()) else { break };
             inbox.taken(&frame);
-            if let Err(e) = self.ws.queue_encoded(&frame) {
-                debug!(id = self.id, "cannot queue: {e}");
-                return self.fell_behind();
+            match self.ws.queue_encoded(&frame) {
+                Ok(()) => {}
+                Err(wsproto::Error::Usage(wsproto::UsageError::WriteBufferFull)) => return self.fell_behind(),
+                Err(e) => {
+                    // The client is closing: nothing more goes out.
+                    debug!(id = self.id, "not queued: {e}");
+                    return Flow::Continue;
+                }
             }
         }
         Flow::Continue
