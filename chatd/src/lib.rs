@@ -12,11 +12,13 @@
 //! - [`tls`]: rustls configuration and certificate reloading.
 //! - [`redirect`]: the optional plain-HTTP listener (301 to https, ACME webroot).
 //! - [`http`], [`metrics`]: plain HTTP answers and `/metrics`.
+//! - [`doctor`]: `chatd doctor`, pre-flight checks for a deployment.
 //!
 //! [`run`] takes a bound listener, a [`Config`] and a shutdown future, so tests start a server on
 //! `127.0.0.1:0` and stop it when they like.
 
 pub mod config;
+pub mod doctor;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -15,72 +15,86 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "chatd", version, about, long_about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address and port to listen on (HTTP, or HTTPS with --cert/--key).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, global = true, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// TLS certificate chain, PEM, leaf first (e.g. /etc/letsencrypt/live/DOMAIN/fullchain.pem).
-    #[arg(long, value_name = "FILE", requires = "key")]
+    #[arg(long, global = true, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
     /// TLS private key, PEM: PKCS#8, RSA or EC (e.g. /etc/letsencrypt/live/DOMAIN/privkey.pem).
-    #[arg(long, value_name = "FILE", requires = "cert")]
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
     /// Another origin allowed to open WebSockets (e.g. https://app.example.com); repeatable; *
     /// allows any. Same-origin pages and non-browser clients are always allowed.
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    #[arg(long = "allow-origin", global = true, value_name = "ORIGIN")]
     allow_origin: Vec<String>,
     /// Also listen on ADDR (e.g. 0.0.0.0:80) in plain HTTP: redirect to https, serve ACME
     /// challenges from --acme-webroot. Needs --cert/--key.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     http_redirect: Option<SocketAddr>,
     /// Directory whose .well-known/acme-challenge/ is served on the --http-redirect port
     /// (certbot certonly --webroot -w DIR).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     acme_webroot: Option<PathBuf>,
     /// Chat messages per second per connection (token bucket); 0 turns the limit off.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 10)]
     rate_limit: u32,
     /// Messages a connection may send in a burst before the rate limit applies.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 20)]
     rate_burst: u32,
     /// Open connections in total; more are refused (503).
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
     /// Open connections per client IP address; more are refused (429); 0 turns it off.
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 32)]
     max_connections_per_ip: usize,
     /// Messages kept per room, replayed to clients that reconnect with `since`.
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 200)]
     history: usize,
     /// Rooms one connection may be in at once.
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 16)]
     max_rooms_per_connection: usize,
     /// Rooms kept in memory; beyond this the longest-idle empty room is forgotten.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 10_000)]
     max_rooms: usize,
     /// Bytes of text in one chat message.
-    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 4096)]
     max_text: usize,
     /// Bytes in one WebSocket message; a bigger one closes the connection with 1009.
-    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 65536)]
     max_frame: usize,
     /// Messages queued for a client before it is considered stalled and closed with 1013.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 256)]
     queue_messages: usize,
     /// Bytes queued for a client before it is considered stalled and closed with 1013.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 1 << 20)]
     queue_bytes: usize,
     /// Seconds allowed for the TLS handshake and the HTTP request head together.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
     handshake_timeout: u64,
     /// Seconds of silence after which a client is pinged.
-    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 20)]
     ping_interval: u64,
     /// Seconds a pinged client has to answer before it is closed (1011).
-    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 20)]
     pong_timeout: u64,
     /// Seconds clients get to finish closing at shutdown.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 5)]
     shutdown_grace: u64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Check a deployment before going live: ports, certificate (readable, matching, names,
+    /// expiry), the ACME webroot, and whether the domain's A/AAAA records point at this machine.
+    /// Takes the same flags as the server. Exits 1 if anything must be fixed.
+    Doctor {
+        /// The domain the chat will be served at, e.g. chat.example.com.
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+    },
 }
 
 impl Cli {
@@ -141,7 +155,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let listen = cli.listen;
+    let doctor = match &cli.command {
+        Some(Command::Doctor { domain }) => Some(domain.clone()),
+        None => None,
+    };
     let config = cli.into_config();
+    if let Some(domain) = doctor {
+        return run_doctor(&config, listen, domain.as_deref());
+    }
     if let Err(e) = chatd::preflight(&config) {
         return fail(e);
     }
@@ -159,6 +180,25 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         }
     })
+}
+
+fn run_doctor(config: &chatd::Config, listen: SocketAddr, domain: Option<&str>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let findings = runtime.block_on(chatd::doctor::run(config, listen, domain));
+    for finding in &findings {
+        println!("{finding}");
+    }
+    let problems = findings.iter().filter(|f| matches!(f, chatd::doctor::Finding::Problem(_))).count();
+    if problems == 0 {
+        println!("no problems found");
+        ExitCode::SUCCESS
+    } else {
+        println!("{problems} problem(s) to fix");
+        ExitCode::FAILURE
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

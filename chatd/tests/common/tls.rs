@@ -37,8 +37,16 @@ impl TestCa {
 
     /// A certificate for localhost and 127.0.0.1, signed by this CA.
     pub fn issue(&self) -> Leaf {
+        self.issue_for(&["localhost"], None)
+    }
+
+    /// A certificate for `names` (and 127.0.0.1), valid until `not_after` (y, m, d) if given.
+    pub fn issue_for(&self, names: &[&str], not_after: Option<(i32, u8, u8)>) -> Leaf {
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        if let Some((y, m, d)) = not_after {
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        }
         params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().to_vec() }
