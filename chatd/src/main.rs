@@ -155,10 +155,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let listen = cli.listen;
-    let doctor = match &cli.command {
-        Some(Command::Doctor { domain }) => Some(domain.clone()),
-        None => None,
-    };
+    let doctor = cli.command.as_ref().map(|Command::Doctor { domain }| domain.clone());
     let config = cli.into_config();
     if let Some(domain) = doctor {
         return run_doctor(&config, listen, domain.as_deref());
