@@ -4,8 +4,11 @@
 //! is the core's. What it adds is what needs a clock or a socket:
 //!
 //! - the handshake timeout ([`Config::handshake_timeout`]) over the whole head;
-//! - writes batched and vectored: queued frames go out in one `write_vectored` where the stream
-//!   supports it, small frames are coalesced where it doesn't (TLS);
+//! - writes batched and vectored: queued frames go out in one `write_vectored` call. Bodies over
+//!   8 KiB are written straight from their `Bytes` (an [`EncodedFrame`] shared by a broadcast is
+//!   never copied); smaller frames are coalesced into one buffer, because copying a few hundred
+//!   bytes is cheaper than another iovec or allocation, and TLS streams, which write one slice at
+//!   a time, then still get one record per batch;
 //! - backpressure: `send_*` waits while queued data exceeds [`Config::write_buffer_limit`];
 //! - keepalive: a ping after [`Config::ping_interval`] of silence, failure with 1011 if nothing
 //!   arrives within [`Config::pong_timeout`];
@@ -253,7 +256,8 @@ where
 
     /// The next event. `Ok(None)` once the connection closed cleanly (the peer's close was
     /// reported as [`Event::Close`] just before). Pings are answered and close frames echoed
-    /// automatically. Cancel-safe: dropping the future loses no data.
+    /// automatically. Cancel-safe while it waits for input: dropping the future loses no data
+    /// (the closing steps after a close frame are simply resumed by the next call).
     ///
     /// On a protocol error, the close frame with the error's code is written before the error
     /// is returned.
