@@ -5,7 +5,7 @@
 //!
 //! - the handshake timeout ([`Config::handshake_timeout`]) over the whole head;
 //! - writes batched and vectored: queued frames go out in one `write_vectored` call. Bodies over
-//!   8 KiB are written straight from their `Bytes` (an [`EncodedFrame`] shared by a broadcast is
+//!   8 KiB are written straight from their `Bytes` (a large [`EncodedFrame`] shared by a broadcast is
 //!   never copied); smaller frames are coalesced into one buffer, because copying a few hundred
 //!   bytes is cheaper than another iovec or allocation, and TLS streams, which write one slice at
 //!   a time, then still get one record per batch;
