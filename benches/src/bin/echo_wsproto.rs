@@ -1,0 +1,29 @@
+//! Echo server on wsproto (the same as examples/04_echo_server.rs, library defaults).
+//! Usage: echo_wsproto ADDR
+use tokio::net::TcpListener;
+use wsproto::{Config, Event};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9103".into());
+    let listener = TcpListener::bind(&addr).await?;
+    let config = Config::builder().ping_interval(None).build().expect("valid");
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let config = config.clone();
+        tokio::spawn(async move {
+            let Ok(mut ws) = wsproto::stream::accept(tcp, config).await else { return };
+            while let Ok(Some(event)) = ws.recv().await {
+                let sent = match event {
+                    Event::Text(text) => ws.send_text(&text).await,
+                    Event::Binary(data) => ws.send_binary(data).await,
+                    _ => Ok(()),
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

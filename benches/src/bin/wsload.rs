@@ -1,0 +1,313 @@
+//! wsload: one load tool for every server in the comparison. Loopback only; bounded in time
+//! and count; stops by itself. Prints one human line and one JSON line (`{"mode":...}`).
+//!
+//! ```text
+//! wsload echo       --addr A [--connections 64] [--size 20] [--in-flight 16] [--binary] [--secs 10]
+//! wsload broadcast  --addr A [--clients 200] [--senders 5] [--rate 200] [--size 64] [--secs 10] [--chatd]
+//! wsload handshake  --addr A [--workers 16] [--secs 10]
+//! wsload idle       --addr A --pid PID [--connections 10000]
+//! ```
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::{TcpSocket, TcpStream};
+use wsproto::handshake::client::ClientRequest;
+use wsproto::stream::WebSocket;
+use wsproto::{CloseCode, Config, Event};
+
+type Args = HashMap<String, String>;
+
+fn arg<T: std::str::FromStr>(args: &Args, key: &str, default: T) -> T {
+    args.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn config() -> Config {
+    Config::builder()
+        .ping_interval(None)
+        .max_message_size(16 << 20)
+        .handshake_timeout(Duration::from_secs(30))
+        .build()
+        .expect("valid")
+}
+
+async fn connect_from(addr: SocketAddr, source: Option<IpAddr>, target: &str) -> Result<WebSocket<TcpStream>, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0)).map_err(|e| e.to_string())?;
+    }
+    let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let request = ClientRequest::new(addr.to_string(), target).map_err(|e| e.to_string())?;
+    let (ws, _) = wsproto::stream::connect(tcp, &request, config()).await.map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn echo(addr: SocketAddr, args: &Args) -> String {
+    let (conns, size, in_flight, secs) = (
+        arg(args, "connections", 64usize),
+        arg(args, "size", 20usize),
+        arg(args, "in-flight", 16usize),
+        arg(args, "secs", 10u64),
+    );
+    let binary = args.contains_key("binary");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        tasks.push(tokio::spawn(async move {
+            let mut ws = connect_from(addr, None, "/").await.expect("connect");
+            let payload = "x".repeat(size);
+            let bin = bytes::Bytes::from(payload.clone().into_bytes());
+            let mut sent: VecDeque<Instant> = VecDeque::new();
+            let mut rtts = Vec::new();
+            for _ in 0..in_flight {
+                sent.push_back(Instant::now());
+                if binary {
+                    ws.send_binary(bin.clone()).await.expect("send")
+                } else {
+                    ws.send_text(&payload).await.expect("send")
+                }
+            }
+            while let Some(start) = sent.pop_front() {
+                match ws.recv().await {
+                    Ok(Some(Event::Text(_) | Event::Binary(_))) => rtts.push(start.elapsed().as_micros() as u64),
+                    Ok(Some(_)) => {
+                        sent.push_front(start);
+                        continue;
+                    }
+                    _ => break,
+                }
+                if Instant::now() < deadline {
+                    sent.push_back(Instant::now());
+                    if binary {
+                        ws.send_binary(bin.clone()).await.expect("send")
+                    } else {
+                        ws.send_text(&payload).await.expect("send")
+                    }
+                }
+            }
+            let _ = ws.close(CloseCode::Normal, "").await;
+            rtts
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(secs as f64);
+    all.sort_unstable();
+    let msgs = all.len() as f64 / elapsed;
+    format!(
+        "{{\"mode\":\"echo\",\"msgs_per_s\":{msgs:.0},\"mb_per_s\":{:.1},\"p50_us\":{},\"p99_us\":{}}}",
+        msgs * size as f64 * 2.0 / 1e6,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99)
+    )
+}
+
+async fn broadcast(addr: SocketAddr, args: &Args) -> String {
+    let (clients, senders, rate, size, secs) = (
+        arg(args, "clients", 200usize),
+        arg(args, "senders", 5usize),
+        arg(args, "rate", 200u64),
+        arg(args, "size", 64usize),
+        arg(args, "secs", 10u64),
+    );
+    let chatd = args.contains_key("chatd");
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut conns = Vec::new();
+    for i in 0..clients {
+        let target = if chatd { format!("/ws?room=bench&nick=c{i}") } else { "/".into() };
+        let mut ws = connect_from(addr, None, &target).await.expect("connect");
+        if chatd {
+            let _ = ws.recv().await; // hello
+        }
+        conns.push(ws);
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for (id, ws) in conns.into_iter().enumerate() {
+        let sent = sent.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut reader, writer) = ws.split();
+            let sending = (id < senders).then(|| {
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+                    let mut seq = 0u64;
+                    while Instant::now() < deadline {
+                        tick.tick().await;
+                        let mut body = format!("{} {id} {seq} ", micros_now());
+                        while body.len() < size {
+                            body.push('x');
+                        }
+                        let text = if chatd {
+                            format!("{{\"type\":\"message\",\"room\":\"bench\",\"text\":\"{body}\"}}")
+                        } else {
+                            body
+                        };
+                        if writer.send_text(text).await.is_err() {
+                            break;
+                        }
+                        sent.fetch_add(1, Relaxed);
+                        seq += 1;
+                    }
+                    writer
+                })
+            });
+            let mut latencies = Vec::new();
+            let grace = deadline + Duration::from_secs(2);
+            while let Ok(Ok(Some(event))) = tokio::time::timeout_at(grace.into(), reader.recv()).await {
+                let Event::Text(text) = event else { continue };
+                let body = if chatd {
+                    let Some(start) = text.find("\"text\":\"") else { continue };
+                    text[start + 8..].to_owned()
+                } else {
+                    text
+                };
+                let mut parts = body.split(' ');
+                let (Some(ts), Some(from)) = (
+                    parts.next().and_then(|t| t.parse::<u64>().ok()),
+                    parts.next().and_then(|f| f.parse::<usize>().ok()),
+                ) else {
+                    continue;
+                };
+                if from != id {
+                    latencies.push(micros_now().saturating_sub(ts));
+                }
+            }
+            if let Some(s) = sending {
+                let _ = s.await;
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all.sort_unstable();
+    let sent = sent.load(Relaxed);
+    let expected = sent * (clients as u64 - 1);
+    format!(
+        "{{\"mode\":\"broadcast\",\"sent\":{sent},\"deliveries_per_s\":{:.0},\"lost\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+        all.len() as f64 / secs as f64,
+        expected.saturating_sub(all.len() as u64),
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.last().copied().unwrap_or(0)
+    )
+}
+
+async fn handshake(addr: SocketAddr, args: &Args) -> String {
+    let (workers, secs) = (arg(args, "workers", 16usize), arg(args, "secs", 10u64));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if let Ok(mut ws) = connect_from(addr, None, "/").await {
+                        done.fetch_add(1, Relaxed);
+                        let _ = ws.close(CloseCode::Normal, "").await;
+                        while let Ok(Some(_)) = ws.recv().await {}
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    format!("{{\"mode\":\"handshake\",\"per_s\":{:.0}}}", done.load(Relaxed) as f64 / secs as f64)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn idle(addr: SocketAddr, args: &Args) -> String {
+    let (n, pid, target) = (
+        arg(args, "connections", 10_000usize),
+        arg(args, "pid", 0u32),
+        args.get("target").cloned().unwrap_or_else(|| "/".into()),
+    );
+    let before = rss_kib(pid);
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        // 127.0.0.2-255 as sources: ~250 × 28k ephemeral ports, far from exhausting any.
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % 254) as u8));
+        let target = target.replace("{i}", &i.to_string());
+        match connect_from(addr, Some(source), &target).await {
+            Ok(ws) => held.push(ws),
+            Err(e) => return format!("{{\"mode\":\"idle\",\"error\":\"{e}\",\"opened\":{i}}}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid);
+    let per = (after.saturating_sub(before) * 1024) as f64 / n as f64;
+    drop(held);
+    format!("{{\"mode\":\"idle\",\"connections\":{n},\"rss_before_kib\":{before},\"rss_after_kib\":{after},\"bytes_per_conn\":{per:.0}}}")
+}
+
+#[tokio::main]
+async fn main() {
+    let mut argv = std::env::args().skip(1);
+    let mode = argv.next().unwrap_or_default();
+    let mut args = Args::new();
+    let rest: Vec<String> = argv.collect();
+    let mut i = 0;
+    while i < rest.len() {
+        let key = rest[i].trim_start_matches("--").to_owned();
+        match rest.get(i + 1).filter(|v| !v.starts_with("--")) {
+            Some(value) => {
+                args.insert(key, value.clone());
+                i += 2;
+            }
+            None => {
+                args.insert(key, String::new());
+                i += 1;
+            }
+        }
+    }
+    let Some(addr) = args.get("addr").and_then(|a| a.parse::<SocketAddr>().ok()) else {
+        eprintln!("wsload: --addr HOST:PORT is required (loopback only)");
+        std::process::exit(2);
+    };
+    if !addr.ip().is_loopback() {
+        eprintln!("wsload: refusing a non-loopback address");
+        std::process::exit(2);
+    }
+    let line = match mode.as_str() {
+        "echo" => echo(addr, &args).await,
+        "broadcast" => broadcast(addr, &args).await,
+        "handshake" => handshake(addr, &args).await,
+        "idle" => idle(addr, &args).await,
+        other => {
+            eprintln!("wsload: unknown mode {other:?} (echo, broadcast, handshake, idle)");
+            std::process::exit(2);
+        }
+    };
+    println!("{line}");
+}
