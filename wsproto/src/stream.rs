@@ -214,6 +214,7 @@ enum Keepalive {
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
+    /// Heap read buffer, empty unless reads have been filling the stack buffer (big messages).
     read_buf: Vec<u8>,
     /// Chunks taken from the connection and not yet fully written; `written` counts the bytes
     /// of the first one already on the wire.
@@ -233,15 +234,7 @@ where
             Some(every) => Keepalive::Idle(Box::pin(sleep(every))),
             None => Keepalive::Off,
         };
-        WebSocket {
-            io,
-            conn,
-            read_buf: vec![0; MIN_READ],
-            pending: VecDeque::new(),
-            written: 0,
-            keepalive,
-            finished: false,
-        }
+        WebSocket { io, conn, read_buf: Vec::new(), pending: VecDeque::new(), written: 0, keepalive, finished: false }
     }
 
     /// The sans-IO connection (its state, config, queued bytes).
@@ -418,7 +411,8 @@ where
             self.flush().await?;
             if role == Role::Client {
                 // Drain until the server closes; its bytes after the close are ignored.
-                while self.io.read(&mut self.read_buf).await? != 0 {}
+                let mut scratch = [0u8; 1024];
+                while self.io.read(&mut scratch).await? != 0 {}
             }
             self.io.shutdown().await?;
             Ok::<(), Error>(())
@@ -516,25 +510,30 @@ where
                 }
             }
         }
-        let mut buf = ReadBuf::new(&mut self.read_buf);
+        // Small reads go through a stack buffer, so an idle connection holds no read buffer at
+        // all; a heap buffer (up to MAX_READ) exists only while reads keep filling the buffer.
+        let mut stack = [0u8; MIN_READ];
+        let heap = !self.read_buf.is_empty();
+        let target: &mut [u8] = if heap { &mut self.read_buf } else { &mut stack };
+        let capacity = target.len();
+        let mut buf = ReadBuf::new(target);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         let n = buf.filled().len();
         if n == 0 {
             // TCP closed without a close frame: 1006, the peer's fault.
             return Poll::Ready(Err(Error::Io(io::ErrorKind::UnexpectedEof.into())));
         }
-        self.conn.receive(&self.read_buf[..n]);
-        self.on_bytes_received(n);
+        self.conn.receive(if heap { &self.read_buf[..n] } else { &stack[..n] });
+        self.on_bytes_received(n, capacity);
         Poll::Ready(Ok(()))
     }
 
-    fn on_bytes_received(&mut self, n: usize) {
-        // Grow the read buffer while reads fill it; shrink it back when traffic is small.
-        let len = self.read_buf.len();
-        if n == len && len < MAX_READ {
-            self.read_buf.resize(len * 2, 0);
-        } else if n < MIN_READ && len > MIN_READ {
-            self.read_buf = vec![0; MIN_READ];
+    fn on_bytes_received(&mut self, n: usize, capacity: usize) {
+        // Grow while reads fill the buffer; give the heap buffer back when traffic is small.
+        if n == capacity && capacity < MAX_READ {
+            self.read_buf = vec![0; capacity * 2];
+        } else if n < MIN_READ && !self.read_buf.is_empty() {
+            self.read_buf = Vec::new();
         }
         if let Some(every) = self.conn.config().ping_interval() {
             match &mut self.keepalive {
