@@ -129,52 +129,37 @@ async fn broadcast(addr: SocketAddr, args: &Args) -> String {
     );
     let chatd = args.contains_key("chatd");
     let sent = Arc::new(AtomicU64::new(0));
-    let mut conns = Vec::new();
-    for i in 0..clients {
-        let target = if chatd { format!("/ws?room=bench&nick=c{i}") } else { "/".into() };
-        let mut ws = connect_from(addr, None, &target).await.expect("connect");
-        if chatd {
-            let _ = ws.recv().await; // hello
-        }
-        conns.push(ws);
-    }
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for (id, ws) in conns.into_iter().enumerate() {
-        let sent = sent.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut reader, writer) = ws.split();
-            let sending = (id < senders).then(|| {
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
-                    let mut seq = 0u64;
-                    while Instant::now() < deadline {
-                        tick.tick().await;
-                        let mut body = format!("{} {id} {seq} ", micros_now());
-                        while body.len() < size {
-                            body.push('x');
-                        }
-                        let text = if chatd {
-                            format!("{{\"type\":\"message\",\"room\":\"bench\",\"text\":\"{body}\"}}")
-                        } else {
-                            body
-                        };
-                        if writer.send_text(text).await.is_err() {
-                            break;
-                        }
-                        sent.fetch_add(1, Relaxed);
-                        seq += 1;
-                    }
-                    writer
-                })
-            });
+    // Readers start as soon as each client connects, so presence notices and the like are
+    // drained while the others connect; the clock starts once everyone is in.
+    let (start_tx, start_rx) = tokio::sync::watch::channel::<Option<Instant>>(None);
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for id in 0..clients {
+        let target = if chatd { format!("/ws?room=bench&nick=c{id}") } else { "/".into() };
+        let ws = connect_from(addr, None, &target).await.expect("connect");
+        let (mut reader, writer) = ws.split();
+        writers.push(writer);
+        let mut start = start_rx.clone();
+        readers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let grace = deadline + Duration::from_secs(2);
-            while let Ok(Ok(Some(event))) = tokio::time::timeout_at(grace.into(), reader.recv()).await {
+            loop {
+                let deadline = *start.borrow();
+                let event = match deadline {
+                    Some(d) => {
+                        match tokio::time::timeout_at((d + Duration::from_secs(secs + 2)).into(), reader.recv()).await {
+                            Ok(Ok(Some(event))) => event,
+                            _ => break,
+                        }
+                    }
+                    None => tokio::select! {
+                        event = reader.recv() => match event { Ok(Some(event)) => event, _ => break },
+                        _ = start.changed() => continue,
+                    },
+                };
                 let Event::Text(text) = event else { continue };
                 let body = if chatd {
-                    let Some(start) = text.find("\"text\":\"") else { continue };
-                    text[start + 8..].to_owned()
+                    let Some(at) = text.find("\"text\":\"") else { continue };
+                    text[at + 8..].to_owned()
                 } else {
                     text
                 };
@@ -189,16 +174,48 @@ async fn broadcast(addr: SocketAddr, args: &Args) -> String {
                     latencies.push(micros_now().saturating_sub(ts));
                 }
             }
-            if let Some(s) = sending {
-                let _ = s.await;
-            }
             latencies
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap_or_default());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let _ = start_tx.send(Some(started));
+    let mut sending = Vec::new();
+    for (id, writer) in writers.into_iter().enumerate().take(senders) {
+        let sent = sent.clone();
+        sending.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+            let mut seq = 0u64;
+            while Instant::now() < deadline {
+                tick.tick().await;
+                let mut body = format!("{} {id} {seq} ", micros_now());
+                while body.len() < size {
+                    body.push('x');
+                }
+                let text = if chatd {
+                    format!("{{\"type\":\"message\",\"room\":\"bench\",\"text\":\"{body}\"}}")
+                } else {
+                    body
+                };
+                if writer.send_text(text).await.is_err() {
+                    break;
+                }
+                sent.fetch_add(1, Relaxed);
+                seq += 1;
+            }
+            writer
+        }));
     }
+    let mut keep = Vec::new();
+    for s in sending {
+        keep.extend(s.await.ok());
+    }
+    let mut all = Vec::new();
+    for r in readers {
+        all.extend(r.await.unwrap_or_default());
+    }
+    drop(keep);
     all.sort_unstable();
     let sent = sent.load(Relaxed);
     let expected = sent * (clients as u64 - 1);
