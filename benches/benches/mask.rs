@@ -1,5 +1,6 @@
 //! Masking throughput (RFC 6455 §5.3): the word-at-a-time `apply_mask` next to the byte-by-byte
-//! oracle and a plain `memcpy` of the same size, at aligned and unaligned starts.
+//! oracle, a plain `memcpy` of the same size, and fastwebsockets' public `unmask`, at aligned
+//! and unaligned starts. (tungstenite's masking is in a private module, not reachable.)
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -20,6 +21,9 @@ fn masking(c: &mut Criterion) {
                     b.iter(|| apply_mask_bytewise(black_box(&mut buf[start..start + size]), [1, 2, 3, 4], 0))
                 });
             }
+            group.bench_with_input(BenchmarkId::new("fastwebsockets_unmask", &id), &size, |b, &size| {
+                b.iter(|| fastwebsockets::unmask(black_box(&mut buf[start..start + size]), [1, 2, 3, 4]))
+            });
             let src = vec![0xa5u8; size];
             group.bench_with_input(BenchmarkId::new("memcpy", &id), &size, |b, &size| {
                 b.iter(|| buf[start..start + size].copy_from_slice(black_box(&src)))
