@@ -275,7 +275,7 @@ async fn idle(addr: SocketAddr, args: &Args) -> String {
     for i in 0..n {
         // 127.0.0.2-255 as sources: ~250 × 28k ephemeral ports, far from exhausting any.
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % 254) as u8));
-        let target = target.replace("{i}", &i.to_string());
+        let target = target.replace("{i100}", &(i % 100).to_string()).replace("{i}", &i.to_string());
         match connect_from(addr, Some(source), &target).await {
             Ok(ws) => held.push(ws),
             Err(e) => return format!("{{\"mode\":\"idle\",\"error\":\"{e}\",\"opened\":{i}}}"),
