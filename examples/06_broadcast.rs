@@ -37,8 +37,14 @@ async fn member(tcp: TcpStream, room: broadcast::Sender<EncodedFrame>) -> Result
     loop {
         tokio::select! {
             frame = inbox.recv() => match frame {
-                // Queue without waiting; recv() below writes it.
-                Ok(frame) => ws.queue_encoded(&frame)?,
+                // Queue without waiting, with everything else already waiting, so one write
+                // carries the batch; recv() below writes it.
+                Ok(frame) => {
+                    ws.queue_encoded(&frame)?;
+                    while let Ok(frame) = inbox.try_recv() {
+                        ws.queue_encoded(&frame)?;
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     return ws.close_now(CloseCode::TryAgainLater, "too slow").await;
                 }

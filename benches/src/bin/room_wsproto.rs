@@ -24,8 +24,15 @@ async fn main() -> std::io::Result<()> {
             loop {
                 tokio::select! {
                     frame = inbox.recv() => match frame {
-                        Ok((from, frame)) if from != me => if ws.queue_encoded(&frame).is_err() { return },
-                        Ok(_) => {}
+                        Ok(first) => {
+                            // Queue everything already waiting, so one write carries the batch.
+                            let mut next = Some(first);
+                            while let Some((from, frame)) = next.take().or_else(|| inbox.try_recv().ok()) {
+                                if from != me && ws.queue_encoded(&frame).is_err() {
+                                    return;
+                                }
+                            }
+                        }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             let _ = ws.close_now(CloseCode::TryAgainLater, "too slow").await;
                             return;
