@@ -86,13 +86,14 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "chatd=info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut command = Command::new(BIN);
+        command.args(args).env("RUST_LOG", "chatd=info");
+        Running::spawn(command)
+    }
+
+    /// Spawns `command` with its stderr lines sent to a channel.
+    fn spawn(mut command: Command) -> Running {
+        let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -200,20 +201,9 @@ async fn sighup_reloads_redirect_works_and_sigterm_exits_zero() {
 async fn the_accept_loop_survives_running_out_of_file_descriptors() {
     let addr = format!("127.0.0.1:{}", free_port());
     let script = format!("ulimit -n 64 && exec {BIN} --listen {addr} --max-connections-per-ip 0");
-    let mut child = Command::new("sh")
-        .args(["-c", &script])
-        .env("RUST_LOG", "chatd=info,warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let server = Running { child, lines };
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]).env("RUST_LOG", "chatd=info,warn");
+    let server = Running::spawn(command);
     server.wait_for("listening on http://");
     let mut idle = Vec::new();
     for _ in 0..120 {
