@@ -12,10 +12,27 @@
 //! [`apply_mask`] works a 64-bit word at a time in safe Rust (the compiler vectorises the loop);
 //! [`apply_mask_bytewise`] is the literal RFC formula, kept as the test oracle.
 
+/// Payloads from this length on are aligned before the word loop (see `BENCHMARKS.md`).
+const ALIGN_FROM: usize = 4096;
+
 /// XORs `buf` with `key`, where `buf[0]` is payload octet number `offset`.
 ///
 /// The offset lets a payload that arrives in pieces be unmasked piece by piece.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    // For long payloads, bytes up to the first 8-byte boundary one at a time, so the word loop
+    // reads and writes aligned words (an unaligned start cost up to 20% at 64 KiB). Short ones
+    // go straight to the word loop: there the extra step costs more than it saves.
+    if buf.len() < ALIGN_FROM {
+        return apply_mask_words(buf, key, offset);
+    }
+    let head = buf.as_ptr().align_offset(8).min(buf.len());
+    let (prefix, rest) = buf.split_at_mut(head);
+    apply_mask_bytewise(prefix, key, offset);
+    apply_mask_words(rest, key, offset + head);
+}
+
+/// The word-at-a-time loop; `buf[0]` is payload octet `offset`.
+fn apply_mask_words(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let mut k = key;
     k.rotate_left(offset % 4);
     let word = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
@@ -57,6 +74,23 @@ mod tests {
             for start in 0..8 {
                 for offset in 0..4 {
                     // Mask a sub-slice in place so the start address really moves.
+                    let mut fast = source.clone();
+                    let mut slow = source.clone();
+                    apply_mask(&mut fast[start..start + len], key, offset);
+                    apply_mask_bytewise(&mut slow[start..start + len], key, offset);
+                    assert_eq!(fast, slow, "len {len} start {start} offset {offset}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_path_matches_bytewise_oracle() {
+        let key = [0x9a, 0x03, 0xf1, 0x5c];
+        let source: Vec<u8> = (0..ALIGN_FROM as u32 * 2 + 16).map(|i| (i * 31 + 7) as u8).collect();
+        for len in [ALIGN_FROM - 1, ALIGN_FROM, ALIGN_FROM + 1, ALIGN_FROM + 7, ALIGN_FROM * 2] {
+            for start in 0..8 {
+                for offset in 0..4 {
                     let mut fast = source.clone();
                     let mut slow = source.clone();
                     apply_mask(&mut fast[start..start + len], key, offset);
