@@ -268,3 +268,20 @@ async fn connection_limits_answer_503_and_429() {
     let _a = server.client("/ws?nick=a").await;
     assert!(server.get("/healthz").await.starts_with("HTTP/1.1 503 "));
 }
+
+#[tokio::test]
+async fn rooms_per_connection_are_limited() {
+    let server = Server::start(chatd::Config { max_rooms_per_connection: 2, ..config() }).await;
+    let mut ws = server.client("/ws?room=one&nick=roamer").await;
+    next(&mut ws).await;
+    ws.send_text(r#"{"type":"join","room":"two"}"#).await.unwrap();
+    assert_eq!(next_of(&mut ws, "hello").await["room"], "two");
+    ws.send_text(r#"{"type":"join","room":"three"}"#).await.unwrap();
+    assert_eq!(next_of(&mut ws, "error").await["code"], "too_many_rooms");
+    // Leaving one makes room for another.
+    ws.send_text(r#"{"type":"leave","room":"one"}"#).await.unwrap();
+    ws.send_text(r#"{"type":"join","room":"three"}"#).await.unwrap();
+    assert_eq!(next_of(&mut ws, "hello").await["room"], "three");
+    ws.send_text(r#"{"type":"join","room":"bad room"}"#).await.unwrap();
+    assert_eq!(next_of(&mut ws, "error").await["code"], "bad_room");
+}
