@@ -94,6 +94,8 @@ impl Config {
     pub(crate) fn websocket(&self) -> Result<wsproto::Config, wsproto::ConfigError> {
         wsproto::Config::builder()
             .max_message_size(self.max_frame)
+            // Chat messages are small; browsers never fragment them. 64 fragments is generous and
+            // keeps a fragment flood short (1009 beyond it).
             .max_fragments(64)
             .handshake_timeout(self.handshake_timeout)
             .write_buffer_limit(self.queue_bytes)

@@ -8,7 +8,7 @@
 //!  bytes read ──────▶│ receive() ─▶ frame::FrameHeader ─▶ unmask ─▶ message ─────│──▶ next_event():
 //!                    │               (§5.2 checks, size    (§5.3)   (§5.4 UTF-8, │    Text, Binary,
 //!                    │                budget first)                  fragments)  │    Ping, Pong, Close
-//!  bytes to write ◀──│ next_outgoing() ◀── pong (latest) ◀── queue ◀── send_*()   │◀── your messages
+//!  bytes to write ◀──│ next_outgoing() ◀── pongs (≤ 16) ◀── queue ◀── send_*()    │◀── your messages
 //!                    └──────────────────────────────────────────────────────────────┘
 //! ```
 //!

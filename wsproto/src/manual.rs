@@ -31,8 +31,10 @@
 //! which keeps it linear however it is trickled (tungstenite's CVE-2023-43669 was quadratic
 //! re-parsing).
 //!
-//! Pings are answered with the latest payload only, so 200,000 unread pings cost one pending
-//! pong, not 200,000. Pongs go ahead of queued data so a full data queue can't delay them.
+//! Pings are answered automatically; at most 16 answers wait to be written, and beyond that the
+//! oldest is dropped, so 200,000 unread pings cost 16 pending pongs, not 200,000. (Answering only
+//! the latest, which §5.5.3 allows, fails Autobahn case 2.10: ten pings in a row expect ten
+//! pongs.) Pongs go ahead of queued data so a full data queue can't delay them.
 //!
 //! # UTF-8 (§8.1)
 //!
