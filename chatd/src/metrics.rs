@@ -61,16 +61,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    fn slot(&self, why: Rejection) -> &AtomicU64 {
+        // REJECTIONS lists every variant, so the position always exists.
+        let i = REJECTIONS.iter().position(|(r, _)| *r == why).unwrap_or(0);
+        &self.rejected[i]
+    }
+
     /// Counts a refused connection.
     pub fn reject(&self, why: Rejection) {
-        if let Some(i) = REJECTIONS.iter().position(|(r, _)| *r == why) {
-            self.rejected[i].fetch_add(1, Relaxed);
-        }
+        self.slot(why).fetch_add(1, Relaxed);
     }
 
     /// The number of refusals for one reason.
     pub fn rejected(&self, why: Rejection) -> u64 {
-        REJECTIONS.iter().position(|(r, _)| *r == why).map_or(0, |i| self.rejected[i].load(Relaxed))
+        self.slot(why).load(Relaxed)
     }
 
     /// Renders every metric.
