@@ -8,8 +8,11 @@ use std::time::Duration;
 /// the command line (`main.rs`).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// TLS certificate chain and private key (PEM). `None` serves plain HTTP/WebSocket.
+    /// TLS certificate chain and private key (PEM). `None` serves plain HTTP/WebSocket unless
+    /// `acme` is set.
     pub tls: Option<TlsFiles>,
+    /// Automatic certificates from an ACME CA (`--domain`). Default none.
+    pub acme: Option<crate::acme::AcmeConfig>,
     /// Origins allowed to open a WebSocket besides the page's own. `*` allows all. Default
     /// empty: same-origin and Origin-less (non-browser) clients only.
     pub allow_origins: Vec<String>,
@@ -66,6 +69,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             tls: None,
+            acme: None,
             allow_origins: Vec::new(),
             http_redirect: None,
             acme_webroot: None,

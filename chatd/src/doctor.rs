@@ -8,11 +8,15 @@
 //! | the certificate covers the domain and is not about to expire | read its names and `notAfter` |
 //! | the domain's A/AAAA records point here | resolve it, then try to bind each address: only this machine's own addresses can be bound |
 //! | the ACME webroot is readable | list it |
+//! | with `--domain` (ACME): the data directory is writable, the challenge can reach chatd | write a file there; compare ports |
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
-use crate::config::Config;
+use crate::acme::{AcmeConfig, Challenge};
+use crate::config::{Config, TlsFiles};
+use crate::x509::{dns_names, validity};
 
 /// One finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,10 +55,22 @@ pub fn check_port(addr: SocketAddr) -> Finding {
 
 /// Reads the pair, checks names and expiry.
 pub fn check_certificate(config: &Config, domain: Option<&str>, now: SystemTime) -> Vec<Finding> {
-    let Some(files) = &config.tls else {
-        return vec![Finding::Note(
-            "no --cert/--key given: chatd would serve plain http (browsers on https pages need wss)".into(),
-        )];
+    let stored = config.acme.as_ref().map(|acme| {
+        let dir = crate::acme::Store::path(&acme.data_dir, &acme.directory);
+        TlsFiles { cert: dir.join("certificate.pem"), key: dir.join("key.pem") }
+    });
+    let files = match (&config.tls, &stored) {
+        (Some(files), _) => files,
+        (None, Some(files)) if files.cert.exists() => files,
+        (None, Some(_)) => {
+            return vec![Finding::Note("no certificate obtained yet: chatd will order one by ACME at start".into())]
+        }
+        (None, None) => {
+            return vec![Finding::Note(
+                "no --cert/--key or --domain given: chatd would serve plain http (browsers on https pages need wss)"
+                    .into(),
+            )]
+        }
     };
     let provider = rustls::crypto::ring::default_provider();
     let pair = match crate::tls::load_pair(files, &provider) {
@@ -63,17 +79,20 @@ pub fn check_certificate(config: &Config, domain: Option<&str>, now: SystemTime)
     };
     let mut out = vec![Finding::Ok(format!("{} and {} load and match", files.cert.display(), files.key.display()))];
     let Some(leaf) = pair.cert.first() else { return out };
-    match not_after(leaf) {
-        Some(expiry) => {
+    let (renew, check) = if config.tls.is_none() {
+        ("chatd renews it by ACME: look for \"ACME order\" in its log", "chatd's log shows each ACME order")
+    } else {
+        ("renew it (certbot renew) and reload chatd", "certbot renew --dry-run")
+    };
+    match validity(leaf) {
+        Some((_, expiry)) => {
             let left = expiry.duration_since(now).unwrap_or(Duration::ZERO);
             let days = left.as_secs() / 86_400;
             if left.is_zero() {
-                out.push(Finding::Problem(
-                    "the certificate has expired: renew it (certbot renew) and reload chatd".into(),
-                ));
+                out.push(Finding::Problem(format!("the certificate has expired: {renew}")));
             } else if days < 10 {
                 out.push(Finding::Problem(format!(
-                    "the certificate expires in {days} days: check that renewal works (certbot renew --dry-run)"
+                    "the certificate expires in {days} days: check that renewal works ({check})"
                 )));
             } else {
                 out.push(Finding::Ok(format!("the certificate is valid for {days} more days")));
@@ -134,6 +153,57 @@ pub async fn check_dns(domain: &str) -> Vec<Finding> {
     out
 }
 
+/// Checks that chatd can keep its ACME account and certificates in `dir`.
+pub fn check_data_dir(dir: &Path) -> Finding {
+    if !dir.exists() {
+        let parent = dir.ancestors().skip(1).find(|p| p.exists());
+        let writable_dir = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
+        return match parent {
+            Some(p) if writable_dir(p) => Finding::Ok(format!("{} will be created (mode 0700)", dir.display())),
+            _ => Finding::Problem(format!(
+                "{} does not exist and cannot be created: create it, owned by the user chatd runs as",
+                dir.display()
+            )),
+        };
+    }
+    let probe = dir.join(".chatd-doctor");
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(probe);
+            Finding::Ok(format!("data directory {} is writable", dir.display()))
+        }
+        Err(e) => Finding::Problem(format!(
+            "data directory {} is not writable ({e}): chown it to the user chatd runs as \
+             (systemd's StateDirectory= does this)",
+            dir.display()
+        )),
+    }
+}
+
+/// Checks that the ACME CA's validation will reach chatd.
+pub fn check_challenge(config: &Config, acme: &AcmeConfig, listen: SocketAddr) -> Finding {
+    match acme.challenge {
+        Challenge::TlsAlpn01 if listen.port() == 443 => {
+            Finding::Ok("tls-alpn-01 will be answered on port 443, where the CA connects".into())
+        }
+        Challenge::TlsAlpn01 => Finding::Note(format!(
+            "the CA validates tls-alpn-01 on port 443 but chatd listens on {}: forward 443 here, \
+             or use --listen 0.0.0.0:443",
+            listen.port()
+        )),
+        Challenge::Http01 => match config.http_redirect {
+            Some(addr) if addr.port() == 80 => {
+                Finding::Ok("http-01 will be answered on port 80, where the CA connects".into())
+            }
+            Some(addr) => Finding::Note(format!(
+                "the CA validates http-01 on port 80 but --http-redirect is port {}: forward 80 there",
+                addr.port()
+            )),
+            None => Finding::Problem("--acme-challenge http-01 needs --http-redirect 0.0.0.0:80".into()),
+        },
+    }
+}
+
 /// Runs every check for `config` and `domain`.
 pub async fn run(config: &Config, listen: SocketAddr, domain: Option<&str>) -> Vec<Finding> {
     let mut out = vec![check_port(listen)];
@@ -143,6 +213,10 @@ pub async fn run(config: &Config, listen: SocketAddr, domain: Option<&str>) -> V
         out.push(Finding::Note(
             "no --http-redirect: plain http requests and certbot's http-01 renewals won't reach chatd".into(),
         ));
+    }
+    if let Some(acme) = &config.acme {
+        out.push(check_data_dir(&acme.data_dir));
+        out.push(check_challenge(config, acme, listen));
     }
     out.extend(check_certificate(config, domain, SystemTime::now()));
     if let Some(root) = &config.acme_webroot {
@@ -158,108 +232,9 @@ pub async fn run(config: &Config, listen: SocketAddr, domain: Option<&str>) -> V
     out
 }
 
-// ---- a minimal DER walk for notAfter and the DNS names (RFC 5280 §4.1) ------------------------
-
-/// One DER element: (tag, contents, rest).
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        (rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// The fields of tbsCertificate, in order.
-fn tbs_fields(cert: &[u8]) -> Vec<(u8, &[u8])> {
-    let mut fields = Vec::new();
-    let Some((0x30, cert, _)) = der(cert) else { return fields };
-    let Some((0x30, mut tbs, _)) = der(cert) else { return fields };
-    while let Some((tag, value, rest)) = der(tbs) {
-        fields.push((tag, value));
-        tbs = rest;
-    }
-    fields
-}
-
-fn not_after(cert: &[u8]) -> Option<SystemTime> {
-    let fields = tbs_fields(cert);
-    // [0] version is optional; validity is the first SEQUENCE after serial and signature.
-    let skip = usize::from(fields.first()?.0 == 0xa0);
-    let (_, validity) = fields.get(skip + 3)?;
-    let (_, _not_before, rest) = der(validity)?;
-    let (tag, time, _) = der(rest)?;
-    let text = std::str::from_utf8(time).ok()?;
-    let (year, rest): (i64, &str) = match tag {
-        // UTCTime: YYMMDDHHMMSSZ, years 1950-2049 (RFC 5280 §4.1.2.5.1).
-        0x17 => {
-            let yy: i64 = text.get(..2)?.parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, text.get(2..)?)
-        }
-        // GeneralizedTime: YYYYMMDDHHMMSSZ.
-        0x18 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
-        _ => return None,
-    };
-    let num = |r: std::ops::Range<usize>| rest.get(r).and_then(|s| s.parse::<i64>().ok());
-    let (month, day, hour, minute, second) = (num(0..2)?, num(2..4)?, num(4..6)?, num(6..8)?, num(8..10)?);
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// dNSName entries of the subjectAltName extension.
-fn dns_names(cert: &[u8]) -> Vec<String> {
-    let mut names = Vec::new();
-    let Some((_, extensions)) = tbs_fields(cert).into_iter().find(|(tag, _)| *tag == 0xa3) else { return names };
-    let Some((0x30, mut list, _)) = der(extensions) else { return names };
-    while let Some((_, ext, rest)) = der(list) {
-        list = rest;
-        let Some((0x06, oid, mut body)) = der(ext) else { continue };
-        if oid != [0x55, 0x1d, 0x11] {
-            continue; // not subjectAltName (2.5.29.17)
-        }
-        if let Some((0x01, _, after)) = der(body) {
-            body = after; // "critical" flag
-        }
-        let Some((0x04, octets, _)) = der(body) else { continue };
-        let Some((0x30, mut general, _)) = der(octets) else { continue };
-        while let Some((tag, value, rest)) = der(general) {
-            general = rest;
-            if tag == 0x82 {
-                names.extend(std::str::from_utf8(value).ok().map(str::to_owned));
-            }
-        }
-    }
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2026, 12, 4), 20_791);
-    }
 
     #[test]
     fn wildcards() {

@@ -10,13 +10,15 @@
 //! - [`hub`]: rooms, sequence numbers, history, fan-out encoded once.
 //! - [`protocol`]: wire protocol v1 (JSON text frames; `docs/PROTOCOL.md`).
 //! - [`tls`]: rustls configuration and certificate reloading.
+//! - [`acme`]: automatic certificates (`--domain`): orders, challenges, storage, renewal.
 //! - [`redirect`]: the optional plain-HTTP listener (301 to https, ACME webroot).
 //! - [`http`], [`metrics`]: plain HTTP answers and `/metrics`.
-//! - [`doctor`]: `chatd doctor`, pre-flight checks for a deployment.
+//! - [`doctor`]: `chatd doctor`, pre-flight checks for a deployment; [`x509`] reads certificates.
 //!
 //! [`run`] takes a bound listener, a [`Config`] and a shutdown future, so tests start a server on
 //! `127.0.0.1:0` and stop it when they like.
 
+pub mod acme;
 pub mod config;
 pub mod doctor;
 pub mod http;
@@ -27,6 +29,7 @@ pub mod redirect;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod x509;
 
 use std::fmt;
 use std::future::Future;
@@ -51,6 +54,8 @@ pub enum Error {
     Limits(wsproto::ConfigError),
     /// The certificate or key could not be used.
     Tls(tls::TlsError),
+    /// The ACME data directory could not be used.
+    Acme(acme::AcmeError),
     /// A listener could not be bound.
     Bind(SocketAddr, std::io::Error),
 }
@@ -61,6 +66,7 @@ impl fmt::Display for Error {
             Error::Config(why) => write!(f, "invalid configuration: {why}"),
             Error::Limits(e) => write!(f, "{e}"),
             Error::Tls(e) => write!(f, "{e}"),
+            Error::Acme(e) => write!(f, "{e}"),
             Error::Bind(addr, e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 write!(f, "cannot listen on {addr}: address already in use (is another chatd running?)")
             }
@@ -79,28 +85,57 @@ pub struct Shared {
     hub: hub::Hub,
     metrics: Arc<Metrics>,
     tls: Option<tls::Tls>,
+    challenges: Arc<acme::Challenges>,
     per_ip: server::PerIp,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
 
-/// Checks the config and loads the certificate, as `run` will: lets `main` report a bad file
-/// before binding anything.
-pub fn preflight(config: &Config) -> Result<Option<tls::Tls>, Error> {
+/// What [`preflight`] loaded: the TLS side and, with ACME, the store it renews into.
+#[derive(Debug)]
+pub struct Prepared {
+    tls: Option<tls::Tls>,
+    acme: Option<acme::Store>,
+    challenges: Arc<acme::Challenges>,
+}
+
+/// Checks the config and loads the certificate (or opens the ACME store), as `run` will: lets
+/// `main` report a bad flag or file before binding anything.
+pub fn preflight(config: &Config) -> Result<Prepared, Error> {
     config.websocket().map_err(Error::Limits)?;
     if config.acme_webroot.is_some() && config.http_redirect.is_none() {
         return Err(Error::Config("--acme-webroot needs --http-redirect".into()));
     }
-    if config.http_redirect.is_some() && config.tls.is_none() {
-        return Err(Error::Config("--http-redirect needs --cert and --key".into()));
+    if config.http_redirect.is_some() && config.tls.is_none() && config.acme.is_none() {
+        return Err(Error::Config("--http-redirect needs --cert and --key, or --domain".into()));
     }
-    config.tls.as_ref().map(tls::Tls::load).transpose().map_err(Error::Tls)
+    let challenges = Arc::new(acme::Challenges::default());
+    let Some(acme) = &config.acme else {
+        let tls = config.tls.as_ref().map(tls::Tls::load).transpose().map_err(Error::Tls)?;
+        return Ok(Prepared { tls, acme: None, challenges });
+    };
+    if config.tls.is_some() {
+        return Err(Error::Config("--cert/--key and --domain both give a certificate: choose one".into()));
+    }
+    if acme.domains.is_empty() {
+        return Err(Error::Config("ACME needs at least one --domain".into()));
+    }
+    if let Some(bad) = acme.domains.iter().find(|d| !acme::valid_domain(d)) {
+        return Err(Error::Config(format!(
+            "--domain {bad:?} is not a DNS name ACME can validate here (no wildcards, IPs or ports)"
+        )));
+    }
+    if acme.challenge == acme::Challenge::Http01 && config.http_redirect.is_none() {
+        return Err(Error::Config("--acme-challenge http-01 needs --http-redirect 0.0.0.0:80".into()));
+    }
+    let (store, tls) = acme::prepare(acme, challenges.clone()).map_err(Error::Acme)?;
+    Ok(Prepared { tls: Some(tls), acme: Some(store), challenges })
 }
 
 /// Serves chat on `listener` until `shutdown` resolves, then closes every session with 1001
 /// ("going away"), waits up to [`Config::shutdown_grace`] for them to finish, and returns.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let tls = preflight(&config)?;
+    let Prepared { tls, acme: store, challenges } = preflight(&config)?;
     let redirect = match config.http_redirect {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| Error::Bind(addr, e))?),
         None => None,
@@ -113,6 +148,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         hub: hub::Hub::new(config.history, config.max_rooms, config.queue_bytes / 2, metrics.clone()),
         metrics,
         tls,
+        challenges,
         per_ip: Default::default(),
         next_id: AtomicU64::new(1),
         shutdown: stopped.clone(),
@@ -122,8 +158,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let scheme = if shared.tls.is_some() { "https" } else { "http" };
     info!("chatd listening on {scheme}://{local}");
     let mut background = JoinSet::new();
-    if let Some(tls) = shared.tls.clone() {
-        background.spawn(watch_certificates(tls, shared.clone(), stopped.clone()));
+    match (shared.tls.clone(), store, shared.config.acme.clone()) {
+        (Some(tls), Some(store), Some(acme)) => {
+            let (challenges, metrics) = (shared.challenges.clone(), shared.metrics.clone());
+            background.spawn(acme::maintain(acme, store, tls, challenges, metrics, stopped.clone()));
+        }
+        (Some(tls), _, _) => {
+            background.spawn(watch_certificates(tls, shared.clone(), stopped.clone()));
+        }
+        _ => {}
     }
     if let Some(listener) = redirect {
         let webroot = shared.config.acme_webroot.clone();

@@ -10,7 +10,8 @@ use clap::Parser;
 ///
 /// With no flags it serves http://localhost:8080. Give --cert and --key to serve https and wss
 /// on the same port (e.g. Let's Encrypt's fullchain.pem and privkey.pem); the certificate is
-/// reloaded on SIGHUP and when the files change. Logs go to stderr; set RUST_LOG (e.g.
+/// reloaded on SIGHUP and when the files change. Or give --domain and --data-dir instead, and
+/// chatd obtains and renews its certificate from Let's Encrypt by itself (ACME). Logs go to stderr; set RUST_LOG (e.g.
 /// RUST_LOG=chatd=debug) for more. SIGINT/SIGTERM close every client with 1001 and exit 0.
 #[derive(Debug, Parser)]
 #[command(name = "chatd", version, about, long_about)]
@@ -38,6 +39,28 @@ struct Cli {
     /// (certbot certonly --webroot -w DIR).
     #[arg(long, global = true, value_name = "DIR")]
     acme_webroot: Option<PathBuf>,
+    /// The domain to serve (repeatable). Without --cert/--key: obtain a certificate for it by ACME
+    /// and renew it at two thirds of its lifetime, no restart needed. Needs --data-dir.
+    #[arg(long = "domain", global = true, value_name = "DOMAIN")]
+    domains: Vec<String>,
+    /// Where chatd keeps state: the ACME account and certificates (created 0700, files 0600).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Contact e-mail for the ACME account (the CA's expiry and policy notices). Optional.
+    #[arg(long, global = true, value_name = "EMAIL")]
+    acme_email: Option<String>,
+    /// ACME directory URL. Try Let's Encrypt's staging directory first:
+    /// https://acme-staging-v02.api.letsencrypt.org/directory
+    #[arg(long, global = true, value_name = "URL", default_value = chatd::acme::LETS_ENCRYPT)]
+    acme_directory: String,
+    /// Trust this PEM root for the ACME server's own HTTPS (a private CA or a test server such as
+    /// Pebble). Default: the system's roots.
+    #[arg(long, global = true, value_name = "FILE")]
+    acme_ca_root: Option<PathBuf>,
+    /// How to prove the domain is ours: tls-alpn-01 on the TLS port (443), or http-01 on the
+    /// --http-redirect port (80).
+    #[arg(long, global = true, value_name = "TYPE", default_value = "tls-alpn-01", value_parser = ["tls-alpn-01", "http-01"])]
+    acme_challenge: String,
     /// Chat messages per second per connection (token bucket); 0 turns the limit off.
     #[arg(long, global = true, value_name = "N", default_value_t = 10)]
     rate_limit: u32,
@@ -90,18 +113,40 @@ enum Command {
     /// Check a deployment before going live: ports, certificate (readable, matching, names,
     /// expiry), the ACME webroot, and whether the domain's A/AAAA records point at this machine.
     /// Takes the same flags as the server. Exits 1 if anything must be fixed.
-    Doctor {
-        /// The domain the chat will be served at, e.g. chat.example.com.
-        #[arg(long, value_name = "DOMAIN")]
-        domain: Option<String>,
-    },
+    Doctor,
 }
 
 impl Cli {
-    fn into_config(self) -> chatd::Config {
+    /// ACME settings: `--domain` without `--cert` (with `--cert`, the domain is only what
+    /// `doctor` checks).
+    fn acme(&self) -> Result<Option<chatd::acme::AcmeConfig>, String> {
+        if self.domains.is_empty() || self.cert.is_some() {
+            return Ok(None);
+        }
+        let Some(data_dir) = self.data_dir.clone() else {
+            return Err("--domain needs --data-dir DIR, where the ACME account and certificates are kept \
+                        (e.g. /var/lib/chatd)"
+                .into());
+        };
+        let challenge = match self.acme_challenge.as_str() {
+            "http-01" => chatd::acme::Challenge::Http01,
+            _ => chatd::acme::Challenge::TlsAlpn01,
+        };
+        Ok(Some(chatd::acme::AcmeConfig {
+            domains: self.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            email: self.acme_email.clone(),
+            directory: self.acme_directory.clone(),
+            data_dir,
+            ca_root: self.acme_ca_root.clone(),
+            challenge,
+        }))
+    }
+
+    fn into_config(self, acme: Option<chatd::acme::AcmeConfig>) -> chatd::Config {
         use std::time::Duration;
         chatd::Config {
             tls: self.cert.zip(self.key).map(|(cert, key)| chatd::TlsFiles { cert, key }),
+            acme,
             allow_origins: self.allow_origin,
             http_redirect: self.http_redirect,
             acme_webroot: self.acme_webroot,
@@ -155,10 +200,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let listen = cli.listen;
-    let doctor = cli.command.as_ref().map(|Command::Doctor { domain }| domain.clone());
-    let config = cli.into_config();
-    if let Some(domain) = doctor {
-        return run_doctor(&config, listen, domain.as_deref());
+    let doctor = cli.command.is_some();
+    let domain = cli.domains.first().cloned();
+    let (acme, acme_note) = match cli.acme() {
+        Ok(acme) => (acme, None),
+        // doctor reports it with the rest.
+        Err(e) if doctor => (None, Some(e)),
+        Err(e) => return fail(e),
+    };
+    let config = cli.into_config(acme);
+    if doctor {
+        return run_doctor(&config, listen, domain.as_deref(), acme_note);
     }
     if let Err(e) = chatd::preflight(&config) {
         return fail(e);
@@ -179,12 +231,13 @@ fn main() -> ExitCode {
     })
 }
 
-fn run_doctor(config: &chatd::Config, listen: SocketAddr, domain: Option<&str>) -> ExitCode {
+fn run_doctor(config: &chatd::Config, listen: SocketAddr, domain: Option<&str>, note: Option<String>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    let findings = runtime.block_on(chatd::doctor::run(config, listen, domain));
+    let mut findings = runtime.block_on(chatd::doctor::run(config, listen, domain));
+    findings.extend(note.map(|n| chatd::doctor::Finding::Note(format!("with ACME: {n}"))));
     for finding in &findings {
         println!("{finding}");
     }

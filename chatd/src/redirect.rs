@@ -1,6 +1,7 @@
 //! The optional plain-HTTP listener (`--http-redirect`): `301` to https for everything except
 //! `/.well-known/acme-challenge/TOKEN`, served from `--acme-webroot` so certbot's webroot mode can
-//! renew while chatd holds port 80.
+//! renew while chatd holds port 80. With `--domain` and `--acme-challenge http-01`, chatd's own
+//! HTTP-01 answers are served from memory first.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, warn};
 
+use crate::acme::Challenges;
 use crate::http::Response;
 use crate::Shared;
 
@@ -22,9 +24,23 @@ fn valid_token(token: &str) -> bool {
 }
 
 /// The answer for one request on the redirect port.
-pub(crate) async fn answer(target: &str, host: Option<&str>, https_port: u16, webroot: Option<&Path>) -> Response {
+pub(crate) async fn answer(
+    target: &str,
+    host: Option<&str>,
+    https_port: u16,
+    webroot: Option<&Path>,
+    challenges: &Challenges,
+) -> Response {
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     if let Some(token) = path.strip_prefix("/.well-known/acme-challenge/") {
+        if let Some(key_authorization) = challenges.http_response(token) {
+            return Response {
+                status: 200,
+                content_type: "text/plain",
+                headers: Vec::new(),
+                body: key_authorization.into(),
+            };
+        }
         let Some(root) = webroot.filter(|_| valid_token(token)) else { return Response::text(404, "not found\n") };
         let file = root.join(".well-known/acme-challenge").join(token);
         return match tokio::fs::read(&file).await {
@@ -80,7 +96,7 @@ async fn one(mut tcp: TcpStream, peer: SocketAddr, https_port: u16, webroot: Opt
         debug!(%peer, "redirect: no valid request");
         return;
     };
-    let response = answer(request.target(), request.host(), https_port, webroot.as_deref()).await;
+    let response = answer(request.target(), request.host(), https_port, webroot.as_deref(), &shared.challenges).await;
     let _ = response.send(&mut tcp, request.method() == "HEAD").await;
 }
 
@@ -88,20 +104,24 @@ async fn one(mut tcp: TcpStream, peer: SocketAddr, https_port: u16, webroot: Opt
 mod tests {
     use super::*;
 
+    fn none() -> Challenges {
+        Challenges::default()
+    }
+
     fn location(r: &Response) -> Option<&str> {
         r.headers.iter().find(|(n, _)| *n == "Location").map(|(_, v)| v.as_str())
     }
 
     #[tokio::test]
     async fn redirects_keep_path_and_fix_the_port() {
-        let r = answer("/a?b=c", Some("chat.example.com"), 443, None).await;
+        let r = answer("/a?b=c", Some("chat.example.com"), 443, None, &none()).await;
         assert_eq!((r.status, location(&r)), (301, Some("https://chat.example.com/a?b=c")));
-        let r = answer("/", Some("chat.example.com:80"), 8443, None).await;
+        let r = answer("/", Some("chat.example.com:80"), 8443, None, &none()).await;
         assert_eq!(location(&r), Some("https://chat.example.com:8443/"));
-        let r = answer("/", Some("[::1]:80"), 443, None).await;
+        let r = answer("/", Some("[::1]:80"), 443, None, &none()).await;
         assert_eq!(location(&r), Some("https://[::1]/"));
-        assert_eq!(answer("/", None, 443, None).await.status, 400);
-        assert_eq!(answer("/", Some("evil.com/x@"), 443, None).await.status, 400);
+        assert_eq!(answer("/", None, 443, None, &none()).await.status, 400);
+        assert_eq!(answer("/", Some("evil.com/x@"), 443, None, &none()).await.status, 400);
     }
 
     #[tokio::test]
@@ -110,11 +130,17 @@ mod tests {
         let dir = root.join(".well-known/acme-challenge");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("tok_EN-1"), "tok_EN-1.thumb").unwrap();
-        let r = answer("/.well-known/acme-challenge/tok_EN-1", Some("h"), 443, Some(&root)).await;
+        let r = answer("/.well-known/acme-challenge/tok_EN-1", Some("h"), 443, Some(&root), &none()).await;
         assert_eq!((r.status, r.body.as_slice()), (200, &b"tok_EN-1.thumb"[..]));
-        assert_eq!(answer("/.well-known/acme-challenge/..%2Fx", Some("h"), 443, Some(&root)).await.status, 404);
-        assert_eq!(answer("/.well-known/acme-challenge/missing", Some("h"), 443, Some(&root)).await.status, 404);
-        assert_eq!(answer("/.well-known/acme-challenge/tok_EN-1", Some("h"), 443, None).await.status, 404);
+        assert_eq!(
+            answer("/.well-known/acme-challenge/..%2Fx", Some("h"), 443, Some(&root), &none()).await.status,
+            404
+        );
+        assert_eq!(
+            answer("/.well-known/acme-challenge/missing", Some("h"), 443, Some(&root), &none()).await.status,
+            404
+        );
+        assert_eq!(answer("/.well-known/acme-challenge/tok_EN-1", Some("h"), 443, None, &none()).await.status, 404);
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -89,6 +89,10 @@ pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>
             accepted = timeout_at(deadline, tls.acceptor().accept(tcp)) => accepted,
             _ = shutdown.changed() => return,
         } {
+            // A TLS-ALPN-01 validator: the handshake was the answer (RFC 8737 §3).
+            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
+                debug!(%peer, "answered a tls-alpn-01 validation");
+            }
             Ok(Ok(stream)) => serve(stream, peer, &shared, true, deadline).await,
             Ok(Err(e)) => {
                 shared.metrics.reject(Rejection::Tls);

@@ -89,3 +89,66 @@ fn the_command_exits_1_and_says_what_to_fix() {
         .unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
 }
+
+fn acme_config(data_dir: std::path::PathBuf, challenge: chatd::acme::Challenge) -> chatd::acme::AcmeConfig {
+    chatd::acme::AcmeConfig {
+        domains: vec!["chat.example.com".into()],
+        email: None,
+        directory: "https://acme.example/directory".into(),
+        data_dir,
+        ca_root: None,
+        challenge,
+    }
+}
+
+#[test]
+fn the_acme_data_dir_must_be_writable() {
+    use chatd::doctor::check_data_dir;
+    let dir = temp_dir("doctor-data");
+    assert!(matches!(check_data_dir(&dir), Finding::Ok(s) if s.contains("is writable")));
+    assert!(matches!(check_data_dir(&dir.join("new/sub")), Finding::Ok(s) if s.contains("will be created")));
+    // A file where the directory should be (permissions can't show it: tests may run as root).
+    std::fs::write(dir.join("file"), "").unwrap();
+    assert!(matches!(check_data_dir(&dir.join("file")), Finding::Problem(s) if s.contains("not writable")));
+    assert!(matches!(check_data_dir(&dir.join("file/sub")), Finding::Problem(s) if s.contains("cannot be created")));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_acme_challenge_must_reach_chatd() {
+    use chatd::acme::Challenge;
+    use chatd::doctor::check_challenge;
+    let listen = |port: u16| std::net::SocketAddr::from(([0, 0, 0, 0], port));
+    let alpn = acme_config("/tmp".into(), Challenge::TlsAlpn01);
+    let config = chatd::Config::default();
+    assert!(matches!(check_challenge(&config, &alpn, listen(443)), Finding::Ok(_)));
+    assert!(matches!(check_challenge(&config, &alpn, listen(8443)), Finding::Note(s) if s.contains("forward 443")));
+    let http = acme_config("/tmp".into(), Challenge::Http01);
+    assert!(
+        matches!(check_challenge(&config, &http, listen(443)), Finding::Problem(s) if s.contains("--http-redirect"))
+    );
+    let redirect = chatd::Config { http_redirect: Some(listen(80)), ..chatd::Config::default() };
+    assert!(matches!(check_challenge(&redirect, &http, listen(443)), Finding::Ok(_)));
+}
+
+#[test]
+fn with_acme_the_stored_certificate_is_checked() {
+    let ca = TestCa::new();
+    let data = temp_dir("doctor-acme-cert");
+    let acme = acme_config(data.clone(), chatd::acme::Challenge::TlsAlpn01);
+    let config = chatd::Config { acme: Some(acme.clone()), ..chatd::Config::default() };
+    let none = check_certificate(&config, Some("chat.example.com"), christmas_2029());
+    assert!(matches!(&none[..], [Finding::Note(s)] if s.contains("will order one")), "{none:?}");
+    let store = chatd::acme::Store::path(&data, &acme.directory);
+    let leaf = ca.issue_for(&["chat.example.com"], Some((2030, 1, 1)));
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("certificate.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(store.join("key.pem"), &leaf.key_pem).unwrap();
+    let found = check_certificate(&config, Some("chat.example.com"), christmas_2029());
+    assert!(found.iter().any(|f| matches!(f, Finding::Ok(s) if s.contains("covers chat.example.com"))), "{found:?}");
+    assert!(
+        problems(&found).iter().any(|p| p.contains("expires in 7 days: check that renewal works (chatd's log")),
+        "{found:?}"
+    );
+    std::fs::remove_dir_all(data).unwrap();
+}

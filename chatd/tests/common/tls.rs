@@ -4,14 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 pub struct TestCa {
-    cert: rcgen::Certificate,
-    key: KeyPair,
+    issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A leaf certificate and key, PEM.
@@ -27,12 +26,11 @@ impl TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, "chatd test CA");
-        let cert = params.self_signed(&key).unwrap();
-        TestCa { cert, key }
+        TestCa { issuer: CertifiedIssuer::self_signed(params, key).unwrap() }
     }
 
     pub fn pem(&self) -> String {
-        self.cert.pem()
+        self.issuer.pem()
     }
 
     /// A certificate for localhost and 127.0.0.1, signed by this CA.
@@ -48,14 +46,14 @@ impl TestCa {
             params.not_after = rcgen::date_time_ymd(y, m, d);
         }
         params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().to_vec() }
     }
 
     /// A client config trusting only this CA.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(self.cert.der().to_vec())).unwrap();
+        roots.add(self.issuer.der().clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
