@@ -46,6 +46,12 @@ fn help_explains_every_flag() {
         "--max-frame",
         "--queue-messages",
         "--handshake-timeout",
+        "--domain",
+        "--data-dir",
+        "--acme-email",
+        "--acme-directory",
+        "--acme-challenge",
+        "--acme-ca-root",
     ] {
         assert!(out.contains(flag), "--help does not mention {flag}");
     }
@@ -64,6 +70,20 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
     one_line(run(&["--cert", "/nonexistent/fullchain.pem"]), "--key");
     one_line(run(&["--cert", "/nonexistent/a.pem", "--key", "/nonexistent/b.pem"]), "/nonexistent/a.pem");
     one_line(run(&["--acme-webroot", "/tmp"]), "--http-redirect");
+    // ACME flags: each mistake is caught before anything is bound or ordered.
+    one_line(run(&["--domain", "chat.example.com"]), "--domain needs --data-dir");
+    let acme_dir = temp_dir("cli-acme");
+    let data = acme_dir.join("data");
+    let data = data.to_str().unwrap();
+    one_line(run(&["--domain", "*.example.com", "--data-dir", data]), "no wildcards");
+    one_line(run(&["--domain", "localhost", "--data-dir", data]), "not a DNS name");
+    one_line(run(&["--domain", "chat.example.com", "--data-dir", data, "--acme-challenge", "dns-01"]), "dns-01");
+    one_line(
+        run(&["--domain", "chat.example.com", "--data-dir", data, "--acme-challenge", "http-01"]),
+        "needs --http-redirect",
+    );
+    one_line(run(&["--domain", "chat.example.com", "--data-dir", "/proc/chatd"]), "cannot create the data directory");
+    std::fs::remove_dir_all(acme_dir).unwrap();
     let ca = TestCa::new();
     let dir = temp_dir("cli-bad");
     let (cert, _) = write_pair(&dir, &ca.issue());
