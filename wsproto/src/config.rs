@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use crate::deflate::DeflateConfig;
 use crate::error::ConfigError;
 
 /// Connection limits and timeouts. See the [module docs](self) and each getter for defaults.
@@ -31,6 +32,7 @@ pub struct Config {
     ping_interval: Option<Duration>,
     pong_timeout: Duration,
     close_timeout: Duration,
+    deflate: Option<DeflateConfig>,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(20)),
             pong_timeout: Duration::from_secs(20),
             close_timeout: Duration::from_secs(5),
+            deflate: None,
         }
     }
 }
@@ -128,6 +131,14 @@ impl Config {
     pub fn close_timeout(&self) -> Duration {
         self.close_timeout
     }
+
+    /// `permessage-deflate` (RFC 7692): offered by a client, accepted by a server, with these
+    /// parameters. Default **off** (`None`): compression costs CPU and, per connection, up to a
+    /// few hundred KiB of compressor state (see [`crate::deflate`]). Decompressed messages are
+    /// held to [`max_message_size`](Self::max_message_size) while they inflate.
+    pub fn deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
+    }
 }
 
 /// Builds a [`Config`]; [`build`](Self::build) checks the values.
@@ -194,6 +205,12 @@ impl ConfigBuilder {
         close_timeout: Duration
     );
 
+    /// Turns on `permessage-deflate` with these parameters (see [`Config::deflate`]).
+    pub fn deflate(mut self, deflate: DeflateConfig) -> Self {
+        self.config.deflate = Some(deflate);
+        self
+    }
+
     /// Checks the values and returns the config.
     pub fn build(self) -> Result<Config, ConfigError> {
         let mut c = self.config;
@@ -226,6 +243,9 @@ impl ConfigBuilder {
         {
             return Err(ConfigError("timeouts and the ping interval must be longer than zero"));
         }
+        if let Some(deflate) = &c.deflate {
+            deflate.check()?;
+        }
         Ok(c)
     }
 }
@@ -254,5 +274,10 @@ mod tests {
         assert!(Config::builder().max_head_size(10).build().is_err());
         assert!(Config::builder().ping_interval(Some(Duration::ZERO)).build().is_err());
         assert!(Config::builder().ping_interval(None).build().is_ok());
+        let deflate = DeflateConfig::new();
+        assert!(Config::builder().deflate(deflate.server_max_window_bits(8)).build().is_err());
+        assert!(Config::builder().deflate(deflate.client_max_window_bits(16)).build().is_err());
+        assert!(Config::builder().deflate(deflate.level(10)).build().is_err());
+        assert_eq!(Config::builder().deflate(deflate).build().unwrap().deflate(), Some(&deflate));
     }
 }
