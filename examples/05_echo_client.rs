@@ -8,7 +8,7 @@
 //! `cargo run --release -p examples --example echo_client -- 127.0.0.1:9001`.
 //! Next: `06_broadcast.rs`.
 
-use examples::conformance_config;
+use examples::conformance_client_config;
 use tokio::net::TcpStream;
 use wsproto::handshake::client::ClientRequest;
 use wsproto::Event;
@@ -20,7 +20,7 @@ async fn open(addr: &str, target: &str) -> Result<wsproto::stream::WebSocket<Tcp
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let request = ClientRequest::new(addr, target)?;
-    let (ws, _) = wsproto::stream::connect(tcp, &request, conformance_config()).await?;
+    let (ws, _) = wsproto::stream::connect(tcp, &request, conformance_client_config()).await?;
     Ok(ws)
 }
 

@@ -49,6 +49,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the certificate files are checked for changes. Default 10 s.
     pub cert_check_interval: Duration,
+    /// permessage-deflate (RFC 7692) for clients that offer it (every browser does). The server
+    /// imposes `server_no_context_takeover`, so each broadcast is compressed once per room and
+    /// holds no compressor memory between messages. Default on.
+    pub deflate: bool,
     /// Silence after which the server pings a client. Default 20 s (outlives 60 s proxy/NAT
     /// idle timeouts).
     pub ping_interval: Duration,
@@ -87,6 +91,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             cert_check_interval: Duration::from_secs(10),
+            deflate: true,
             ping_interval: Duration::from_secs(20),
             pong_timeout: Duration::from_secs(20),
         }
@@ -96,7 +101,15 @@ impl Default for Config {
 impl Config {
     /// The wsproto limits for chat connections.
     pub(crate) fn websocket(&self) -> Result<wsproto::Config, wsproto::ConfigError> {
-        wsproto::Config::builder()
+        let mut builder = wsproto::Config::builder();
+        if self.deflate {
+            let deflate = wsproto::deflate::DeflateConfig::new()
+                .server_no_context_takeover(true)
+                .level(crate::hub::DEFLATE_LEVEL)
+                .min_size(crate::hub::DEFLATE_MIN);
+            builder = builder.deflate(deflate);
+        }
+        builder
             .max_message_size(self.max_frame)
             // Chat messages are small; browsers never fragment them. 64 fragments is generous and
             // keeps a fragment flood short (1009 beyond it).

@@ -145,6 +145,38 @@ impl Outbox {
 struct Member {
     nick: String,
     outbox: Outbox,
+    /// Takes the shared permessage-deflate frame (see [`Me::deflate`]).
+    deflate: bool,
+}
+
+/// The DEFLATE level of broadcast frames: zlib's default. A chat message is compressed once
+/// per room, not once per member, so the level costs little.
+pub const DEFLATE_LEVEL: u8 = 6;
+/// Shorter messages go uncompressed: DEFLATE can't shrink them.
+pub const DEFLATE_MIN: usize = 64;
+
+/// A frame for one member: the compressed frame (made at most once per message, and only if a
+/// member wants it) or the plain one.
+#[derive(Debug)]
+struct Frames<'a> {
+    json: &'a str,
+    plain: Option<EncodedFrame>,
+    deflated: Option<EncodedFrame>,
+}
+
+impl<'a> Frames<'a> {
+    fn new(json: &'a str) -> Self {
+        Frames { json, plain: None, deflated: None }
+    }
+
+    fn for_member(&mut self, deflate: bool) -> &EncodedFrame {
+        let json = self.json;
+        if deflate && json.len() >= DEFLATE_MIN {
+            self.deflated.get_or_insert_with(|| EncodedFrame::deflated_text(json, DEFLATE_LEVEL))
+        } else {
+            self.plain.get_or_insert_with(|| EncodedFrame::text(json))
+        }
+    }
 }
 
 /// A room: members, the next sequence number, and the last messages.
@@ -158,16 +190,20 @@ struct Room {
 }
 
 impl Room {
-    /// Pushes `frame` to every member except `skip`; returns those kicked (already removed).
-    fn broadcast(&mut self, frame: &EncodedFrame, skip: Option<u64>, metrics: &Metrics) -> Vec<String> {
+    /// Pushes the text frame `json` to every member except `skip`, encoded (and compressed)
+    /// once; returns those kicked (already removed).
+    fn broadcast(&mut self, json: &str, skip: Option<u64>, metrics: &Metrics) -> Vec<String> {
         let mut kicked = Vec::new();
-        let mut delivered = 0u64;
+        let (mut delivered, mut bytes) = (0u64, 0u64);
+        let mut frames = Frames::new(json);
         self.members.retain(|id, member| {
             if Some(*id) == skip {
                 return true;
             }
+            let frame = frames.for_member(member.deflate);
             if member.outbox.push(frame) {
                 delivered += 1;
+                bytes += frame.len() as u64;
                 true
             } else {
                 kicked.push(member.nick.clone());
@@ -175,7 +211,7 @@ impl Room {
             }
         });
         metrics.messages_out.fetch_add(delivered, Relaxed);
-        metrics.bytes_out.fetch_add(delivered * frame.len() as u64, Relaxed);
+        metrics.bytes_out.fetch_add(bytes, Relaxed);
         kicked
     }
 
@@ -193,6 +229,9 @@ pub struct Me<'a> {
     pub nick: &'a str,
     /// Where the room sends this connection's frames.
     pub outbox: &'a Outbox,
+    /// The connection agreed to permessage-deflate with server_no_context_takeover and a
+    /// 32 KiB window, so it can take the room's one compressed copy of each message.
+    pub deflate: bool,
 }
 
 /// All rooms.
@@ -282,10 +321,11 @@ impl Hub {
             members.sort_unstable();
             let history = room.history.iter().skip(room.history.len() - fit).map(|(_, json)| &**json);
             let hello = protocol::hello(me.nick, &room.name, &members, room.seq, recovered, history);
-            me.outbox.push(&EncodedFrame::text(&hello));
-            room.members.insert(me.id, Member { nick: me.nick.to_owned(), outbox: me.outbox.clone() });
+            me.outbox.push(Frames::new(&hello).for_member(me.deflate));
+            let member = Member { nick: me.nick.to_owned(), outbox: me.outbox.clone(), deflate: me.deflate };
+            room.members.insert(me.id, member);
             room.last_active = Instant::now();
-            let notice = EncodedFrame::text(&protocol::presence("join", &room.name, me.nick));
+            let notice = protocol::presence("join", &room.name, me.nick);
             room.broadcast(&notice, Some(me.id), &self.metrics)
         };
         self.announce_kicked(&room, kicked);
@@ -299,7 +339,7 @@ impl Hub {
             let mut room = lock(&room);
             let member = room.members.remove(&id).ok_or(ChatError::NotInRoom)?;
             room.last_active = Instant::now();
-            let notice = EncodedFrame::text(&protocol::presence("leave", &room.name, &member.nick));
+            let notice = protocol::presence("leave", &room.name, &member.nick);
             room.broadcast(&notice, None, &self.metrics)
         };
         self.announce_kicked(&room, kicked);
@@ -316,13 +356,13 @@ impl Hub {
             room.seq += 1;
             let seq = room.seq;
             let json: Arc<str> = protocol::message(&room.name, seq, &nick, text, now_ms()).into();
-            let frame = EncodedFrame::text(&json);
+            let kicked = room.broadcast(&json, None, &self.metrics);
             room.history.push_back((seq, json));
             while room.history.len() > self.history {
                 room.history.pop_front();
             }
             room.last_active = Instant::now();
-            (seq, room.broadcast(&frame, None, &self.metrics))
+            (seq, kicked)
         };
         self.metrics.messages_in.fetch_add(1, Relaxed);
         self.announce_kicked(&room, kicked);
@@ -344,7 +384,7 @@ impl Hub {
             for room in guards.iter_mut() {
                 let Some(member) = room.members.get_mut(&id) else { continue };
                 let old = std::mem::replace(&mut member.nick, new.to_owned());
-                let notice = EncodedFrame::text(&protocol::nick_change(&room.name, &old, new));
+                let notice = protocol::nick_change(&room.name, &old, new);
                 let kicked = room.broadcast(&notice, None, &self.metrics);
                 kicked_all.push(kicked);
             }
@@ -359,7 +399,7 @@ impl Hub {
     fn announce_kicked(&self, room: &Arc<Mutex<Room>>, mut kicked: Vec<String>) {
         while let Some(nick) = kicked.pop() {
             let mut room = lock(room);
-            let notice = EncodedFrame::text(&protocol::presence("leave", &room.name, &nick));
+            let notice = protocol::presence("leave", &room.name, &nick);
             kicked.extend(room.broadcast(&notice, None, &self.metrics));
         }
     }
@@ -405,20 +445,20 @@ mod tests {
     fn history_recovery_by_since() {
         let hub = Hub::new(3, 10, 1 << 20, Arc::default());
         let (a_out, mut a_in) = outbox(100, 1 << 20);
-        hub.join(&Me { id: 1, nick: "alice", outbox: &a_out }, "lobby", None).unwrap();
+        hub.join(&Me { id: 1, nick: "alice", outbox: &a_out, deflate: false }, "lobby", None).unwrap();
         for i in 1..=5 {
             assert_eq!(hub.say(1, "lobby", &format!("m{i}")).unwrap(), i);
         }
         drain(&mut a_in);
         let (b_out, mut b_in) = outbox(100, 1 << 20);
-        hub.join(&Me { id: 2, nick: "bob", outbox: &b_out }, "lobby", Some(3)).unwrap();
+        hub.join(&Me { id: 2, nick: "bob", outbox: &b_out, deflate: false }, "lobby", Some(3)).unwrap();
         let hello = &drain(&mut b_in)[0];
         assert_eq!((hello["recovered"].as_bool(), hello["seq"].as_u64()), (Some(true), Some(5)));
         let seqs: Vec<u64> = hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, [4, 5]);
         hub.leave(2, "lobby").unwrap();
         // since=1: message 2 is gone from a 3-message ring.
-        hub.join(&Me { id: 2, nick: "bob", outbox: &b_out }, "lobby", Some(1)).unwrap();
+        hub.join(&Me { id: 2, nick: "bob", outbox: &b_out, deflate: false }, "lobby", Some(1)).unwrap();
         let hello = &drain(&mut b_in).pop().unwrap();
         assert_eq!(hello["recovered"].as_bool(), Some(false));
         assert_eq!(hello["history"].as_array().unwrap().len(), 3);
@@ -428,12 +468,12 @@ mod tests {
     fn hello_history_fits_the_budget() {
         let hub = Hub::new(100, 10, 1000, Arc::default());
         let (a, _a_in) = outbox(1000, 1 << 20);
-        hub.join(&Me { id: 1, nick: "alice", outbox: &a }, "r", None).unwrap();
+        hub.join(&Me { id: 1, nick: "alice", outbox: &a, deflate: false }, "r", None).unwrap();
         for _ in 0..20 {
             hub.say(1, "r", &"\u{1}".repeat(100)).unwrap(); // 600 bytes of JSON escapes each
         }
         let (b, mut b_in) = outbox(1000, 1 << 20);
-        hub.join(&Me { id: 2, nick: "bob", outbox: &b }, "r", Some(10)).unwrap();
+        hub.join(&Me { id: 2, nick: "bob", outbox: &b, deflate: false }, "r", Some(10)).unwrap();
         let hello = &drain(&mut b_in)[0];
         let seqs: Vec<u64> = hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, [20], "only the newest message fits 1000 bytes");
@@ -445,9 +485,12 @@ mod tests {
         let hub = Hub::new(10, 10, 1 << 20, Arc::default());
         let (a, mut a_in) = outbox(100, 1 << 20);
         let (b, _b_in) = outbox(100, 1 << 20);
-        hub.join(&Me { id: 1, nick: "alice", outbox: &a }, "r", None).unwrap();
-        assert_eq!(hub.join(&Me { id: 2, nick: "alice", outbox: &b }, "r", None), Err(ChatError::NickTaken));
-        hub.join(&Me { id: 2, nick: "bob", outbox: &b }, "r", None).unwrap();
+        hub.join(&Me { id: 1, nick: "alice", outbox: &a, deflate: false }, "r", None).unwrap();
+        assert_eq!(
+            hub.join(&Me { id: 2, nick: "alice", outbox: &b, deflate: false }, "r", None),
+            Err(ChatError::NickTaken)
+        );
+        hub.join(&Me { id: 2, nick: "bob", outbox: &b, deflate: false }, "r", None).unwrap();
         assert_eq!(hub.rename(2, &["r".into()], "alice"), Err(ChatError::NickTaken));
         hub.rename(2, &["r".into()], "carol").unwrap();
         hub.say(2, "r", "hi").unwrap();
@@ -462,8 +505,8 @@ mod tests {
         let hub = Hub::new(10, 10, 1 << 20, Arc::default());
         let (slow, slow_in) = outbox(4, 1 << 20);
         let (fast, mut fast_in) = outbox(1000, 1 << 20);
-        hub.join(&Me { id: 1, nick: "slow", outbox: &slow }, "r", None).unwrap();
-        hub.join(&Me { id: 2, nick: "fast", outbox: &fast }, "r", None).unwrap();
+        hub.join(&Me { id: 1, nick: "slow", outbox: &slow, deflate: false }, "r", None).unwrap();
+        hub.join(&Me { id: 2, nick: "fast", outbox: &fast, deflate: false }, "r", None).unwrap();
         for i in 0..10 {
             hub.say(2, "r", &format!("{i}")).unwrap();
             drain(&mut fast_in);
@@ -476,11 +519,14 @@ mod tests {
     fn empty_rooms_are_evicted_oldest_first() {
         let hub = Hub::new(10, 2, 1 << 20, Arc::default());
         let (o, _i) = outbox(100, 1 << 20);
-        hub.join(&Me { id: 1, nick: "a", outbox: &o }, "one", None).unwrap();
-        hub.join(&Me { id: 1, nick: "a", outbox: &o }, "two", None).unwrap();
-        assert_eq!(hub.join(&Me { id: 1, nick: "a", outbox: &o }, "three", None), Err(ChatError::TooManyRooms));
+        hub.join(&Me { id: 1, nick: "a", outbox: &o, deflate: false }, "one", None).unwrap();
+        hub.join(&Me { id: 1, nick: "a", outbox: &o, deflate: false }, "two", None).unwrap();
+        assert_eq!(
+            hub.join(&Me { id: 1, nick: "a", outbox: &o, deflate: false }, "three", None),
+            Err(ChatError::TooManyRooms)
+        );
         hub.leave(1, "one").unwrap();
-        hub.join(&Me { id: 1, nick: "a", outbox: &o }, "three", None).unwrap();
+        hub.join(&Me { id: 1, nick: "a", outbox: &o, deflate: false }, "three", None).unwrap();
         assert!(hub.members("one").is_empty());
     }
 }

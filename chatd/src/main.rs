@@ -97,6 +97,10 @@ struct Cli {
     /// Seconds allowed for the TLS handshake and the HTTP request head together.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
     handshake_timeout: u64,
+    /// Don't offer permessage-deflate compression (on by default for clients that ask for it;
+    /// each broadcast is compressed once per room).
+    #[arg(long, global = true)]
+    no_deflate: bool,
     /// Seconds of silence after which a client is pinged.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 20)]
     ping_interval: u64,
@@ -163,6 +167,7 @@ impl Cli {
             queue_bytes: self.queue_bytes,
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            deflate: !self.no_deflate,
             ping_interval: Duration::from_secs(self.ping_interval),
             pong_timeout: Duration::from_secs(self.pong_timeout),
             ..chatd::Config::default()

@@ -149,7 +149,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     fn me(&self) -> Me<'_> {
-        Me { id: self.id, nick: &self.nick, outbox: &self.outbox }
+        let deflate = self.ws.connection().deflate().is_some_and(|d| d.accepts_shared_frames());
+        Me { id: self.id, nick: &self.nick, outbox: &self.outbox, deflate }
     }
 
     fn join(&mut self, room: &str, since: Option<u64>) -> Result<(), ChatError> {

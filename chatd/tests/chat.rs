@@ -285,3 +285,35 @@ async fn rooms_per_connection_are_limited() {
     ws.send_text(r#"{"type":"join","room":"bad room"}"#).await.unwrap();
     assert_eq!(next_of(&mut ws, "error").await["code"], "bad_room");
 }
+
+#[tokio::test]
+async fn deflate_members_get_one_compressed_copy_and_plain_members_the_plain_one() {
+    let server = Server::start(config()).await;
+    let mut zipped = server.deflate_client("/ws?room=z&nick=zip").await;
+    let agreed = *zipped.connection().deflate().expect("chatd accepts permessage-deflate");
+    assert!(agreed.server_no_context_takeover && agreed.accepts_shared_frames());
+    next(&mut zipped).await;
+    let text = "the same words again and again, ".repeat(100); // 3,200 bytes of text
+    let before = server.metric("chatd_bytes_out_total").await;
+    zipped.send_text(&say("z", &text)).await.unwrap();
+    assert_eq!(next_of(&mut zipped, "message").await["text"], text.as_str());
+    let compressed = server.metric("chatd_bytes_out_total").await - before;
+    assert!(compressed < 300, "one compressed delivery: {compressed} bytes");
+
+    // A member without deflate in the same room gets the plain frame of the same message.
+    let mut plain = server.client("/ws?room=z&nick=plain").await;
+    assert!(plain.connection().deflate().is_none());
+    next(&mut plain).await;
+    next_of(&mut zipped, "join").await;
+    let before = server.metric("chatd_bytes_out_total").await;
+    zipped.send_text(&say("z", &text)).await.unwrap();
+    for ws in [&mut zipped, &mut plain] {
+        assert_eq!(next_of(ws, "message").await["text"], text.as_str());
+    }
+    let both = server.metric("chatd_bytes_out_total").await - before;
+    assert!(both > text.len() as u64 && both < text.len() as u64 + 400, "plain + compressed: {both} bytes");
+
+    // --no-deflate: the offer is declined.
+    let off = Server::start(chatd::Config { deflate: false, ..config() }).await;
+    assert!(off.deflate_client("/ws?room=z&nick=zip").await.connection().deflate().is_none());
+}

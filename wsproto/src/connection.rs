@@ -42,9 +42,11 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
+use crate::deflate::codec::{Deflater, InflateError, Inflater};
+use crate::deflate::{DeflateConfig, PerMessageDeflate};
 use crate::error::{Error, ProtocolError, UsageError};
 use crate::frame::mask::apply_mask;
-use crate::frame::{EncodedFrame, FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::frame::{EncodedFrame, FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
 use crate::message::{Kind, Reassembly, Utf8Validator};
 use crate::rand::Rng;
 
@@ -143,6 +145,17 @@ struct InFrame {
     done: usize,
     /// Whole message in one frame, seen complete at once: validated only when converted.
     whole: bool,
+    /// Part of a compressed message (RFC 7692): the payload is DEFLATE data, validated after
+    /// inflating.
+    compressed: bool,
+}
+
+/// `permessage-deflate` state, when it was agreed.
+#[derive(Debug)]
+struct Compression {
+    agreed: PerMessageDeflate,
+    deflater: Deflater,
+    inflater: Inflater,
 }
 
 /// The sans-IO WebSocket state machine. See the [module docs](self).
@@ -162,6 +175,7 @@ pub struct Connection {
     /// An outgoing fragmented message is in progress (a continuation is expected next).
     sending_fragmented: bool,
     rng: Option<Rng>,
+    compression: Option<Box<Compression>>,
 }
 
 /// Most pongs waiting to be written; past this the oldest is dropped (§5.5.3). Bounded so a ping
@@ -173,8 +187,39 @@ pub const MAX_PENDING_PONGS: usize = 16;
 const KEEP_READ_CAPACITY: usize = 64 * 1024;
 
 impl Connection {
-    /// A connection in [`State::Open`], right after a successful opening handshake.
+    /// A connection in [`State::Open`], right after a successful opening handshake with no
+    /// extension.
     pub fn new(role: Role, config: Config) -> Self {
+        Self::with_deflate(role, config, None)
+    }
+
+    /// A connection in [`State::Open`] whose handshake agreed on `permessage-deflate` with
+    /// these parameters (from [`Accept::deflate`](crate::handshake::server::Accept::deflate)
+    /// or [`Response::deflate`](crate::handshake::client::Response::deflate)); `None` is
+    /// [`new`](Self::new). Level and minimum size come from [`Config::deflate`] (or its
+    /// defaults).
+    pub fn with_deflate(role: Role, config: Config, deflate: Option<PerMessageDeflate>) -> Self {
+        let compression = deflate.map(|agreed| {
+            let settings = config.deflate().copied().unwrap_or_default();
+            let (own_bits, own_reset, peer_reset) = match role {
+                Role::Server => (
+                    agreed.server_max_window_bits,
+                    agreed.server_no_context_takeover,
+                    agreed.client_no_context_takeover,
+                ),
+                Role::Client => (
+                    agreed.client_max_window_bits,
+                    agreed.client_no_context_takeover,
+                    agreed.server_no_context_takeover,
+                ),
+            };
+            let DeflateConfig { level, min_size, .. } = settings;
+            Box::new(Compression {
+                agreed,
+                deflater: Deflater::new(level, own_bits, own_reset, min_size),
+                inflater: Inflater::new(peer_reset),
+            })
+        });
         Connection {
             role,
             config,
@@ -188,7 +233,13 @@ impl Connection {
             queued_data: 0,
             sending_fragmented: false,
             rng: (role == Role::Client).then(Rng::new),
+            compression,
         }
+    }
+
+    /// The `permessage-deflate` agreement, if one was made.
+    pub fn deflate(&self) -> Option<&PerMessageDeflate> {
+        self.compression.as_ref().map(|c| &c.agreed)
     }
 
     /// This side's role.
@@ -244,7 +295,11 @@ impl Connection {
                 let len = self.check_header(&header)?;
                 self.rbuf.advance(used);
                 let whole = header.fin && self.message.is_none() && self.rbuf.len() >= len;
-                self.frame = Some(InFrame { header, len, done: 0, whole });
+                let compressed = match header.opcode {
+                    OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.compressed),
+                    _ => header.rsv & RSV1 != 0,
+                };
+                self.frame = Some(InFrame { header, len, done: 0, whole, compressed });
             }
             let Some(frame) = self.frame.as_mut() else { return Ok(None) };
             let available = self.rbuf.len().min(frame.len);
@@ -259,7 +314,8 @@ impl Connection {
                     _ => false,
                 };
                 // §8.1, validated as it arrives so a bad byte fails now, not at the end.
-                if text && !frame.whole {
+                // Compressed text is validated as it inflates instead.
+                if text && !frame.whole && !frame.compressed {
                     self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 frame.done = available;
@@ -267,13 +323,15 @@ impl Connection {
             if frame.done < frame.len {
                 return Ok(None);
             }
-            let (header, whole) = (frame.header, frame.whole);
+            let (header, whole, compressed) = (frame.header, frame.whole, frame.compressed);
             self.frame = None;
             let payload = self.rbuf.split_to(header.payload_len as usize);
             if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_READ_CAPACITY {
                 self.rbuf = BytesMut::new();
             }
-            if let Some(event) = self.on_frame(header, payload, whole)? {
+            let event =
+                if compressed { self.on_compressed(header, &payload)? } else { self.on_frame(header, payload, whole)? };
+            if let Some(event) = event {
                 return Ok(Some(event));
             }
         }
@@ -282,9 +340,13 @@ impl Connection {
     /// The checks made on a header before its payload is read. Returns the payload length.
     fn check_header(&self, h: &FrameHeader) -> Result<usize, ProtocolError> {
         // §5.2: "MUST be 0 unless an extension is negotiated that defines meanings for non-zero
-        // values."
-        if h.rsv != 0 {
+        // values." permessage-deflate defines RSV1, on a message's first frame only (RFC 7692 §6).
+        let allowed = if self.compression.is_some() { RSV1 } else { 0 };
+        if h.rsv & !allowed != 0 {
             return Err(ProtocolError::ReservedBits);
+        }
+        if h.rsv & RSV1 != 0 && (h.opcode.is_control() || h.opcode == OpCode::Continuation) {
+            return Err(ProtocolError::CompressedBitMisplaced);
         }
         // §5.1: "The server MUST close the connection upon receiving a frame that is not
         // masked." / "A client MUST close a connection if it detects a masked frame."
@@ -307,6 +369,9 @@ impl Connection {
         let (so_far, fragments) = match (&self.message, h.opcode) {
             (None, OpCode::Continuation) => return Err(ProtocolError::UnexpectedContinuation),
             (Some(_), OpCode::Text | OpCode::Binary) => return Err(ProtocolError::ExpectedContinuation),
+            // A compressed message is held to the budget on the wire here, and inflated within
+            // it as it arrives (on_compressed).
+            (Some(m), _) if m.compressed => (m.wire_len, m.fragments),
             (Some(m), _) => (m.data.len(), m.fragments),
             (None, _) => (0, 0),
         };
@@ -377,7 +442,7 @@ impl Connection {
                 }
             };
         }
-        let message = self.message.get_or_insert_with(|| Reassembly::new(kind));
+        let message = self.message.get_or_insert_with(|| Reassembly::new(kind, false));
         message.data.extend_from_slice(&payload);
         message.fragments += 1;
         if !h.fin {
@@ -389,6 +454,52 @@ impl Connection {
             Kind::Text => {
                 self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                 let text = String::from_utf8(Vec::from(message.data)).map_err(|_| ProtocolError::InvalidUtf8)?;
+                Ok(Some(Event::Text(text)))
+            }
+        }
+    }
+
+    /// One frame of a compressed message (RFC 7692 §7.2.2): inflate it within the message
+    /// budget as it arrives; at the last frame, inflate the removed tail and deliver.
+    fn on_compressed(&mut self, h: FrameHeader, payload: &[u8]) -> Result<Option<Event>, ProtocolError> {
+        let kind = match (h.opcode, &self.message) {
+            (OpCode::Text, _) => Kind::Text,
+            (OpCode::Binary, _) => Kind::Binary,
+            (_, Some(m)) => m.kind,
+            (_, None) => return Err(ProtocolError::UnexpectedContinuation),
+        };
+        let Some(compression) = self.compression.as_mut() else { return Err(ProtocolError::ReservedBits) };
+        let limit = self.config.max_message_size();
+        let message = self.message.get_or_insert_with(|| Reassembly::new(kind, true));
+        message.fragments += 1;
+        message.wire_len += payload.len();
+        let before = message.inflated.len();
+        let inflated = compression.inflater.inflate(payload, &mut message.inflated, limit).and_then(|()| {
+            if h.fin {
+                compression.inflater.finish(&mut message.inflated, limit)
+            } else {
+                Ok(())
+            }
+        });
+        inflated.map_err(|e| match e {
+            InflateError::TooBig => ProtocolError::MessageTooBig,
+            InflateError::Corrupt => ProtocolError::InvalidCompressedData,
+        })?;
+        let single = h.fin && message.fragments == 1;
+        if kind == Kind::Text && !single {
+            self.utf8.feed(&message.inflated[before..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !h.fin {
+            return Ok(None);
+        }
+        let Some(message) = self.message.take() else { return Ok(None) };
+        match message.kind {
+            Kind::Binary => Ok(Some(Event::Binary(Bytes::from(message.inflated)))),
+            Kind::Text => {
+                if !single {
+                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                let text = String::from_utf8(message.inflated).map_err(|_| ProtocolError::InvalidUtf8)?;
                 Ok(Some(Event::Text(text)))
             }
         }
@@ -412,14 +523,46 @@ impl Connection {
 
     // ---- sending ----------------------------------------------------------------------------
 
-    /// Queues a text message as one frame.
+    /// Queues a text message as one frame, compressed if `permessage-deflate` was agreed and
+    /// the message is long enough.
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        if let Some(packed) = self.compress(text.as_bytes())? {
+            return self.push_data(OpCode::Text, RSV1, packed);
+        }
         self.send_frame(OpCode::Text, true, Bytes::copy_from_slice(text.as_bytes()))
     }
 
-    /// Queues a binary message as one frame. A server sends `Bytes` without copying them.
+    /// Queues a binary message as one frame (compressed as [`send_text`](Self::send_text) is).
+    /// Uncompressed, a server sends `Bytes` without copying them.
     pub fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
-        self.send_frame(OpCode::Binary, true, data.into())
+        let data = data.into();
+        if let Some(packed) = self.compress(&data)? {
+            return self.push_data(OpCode::Binary, RSV1, packed);
+        }
+        self.send_frame(OpCode::Binary, true, data)
+    }
+
+    /// The compressed payload of a whole message, when compression applies. Checks first that
+    /// a message could be queued, so nothing is compressed in vain.
+    fn compress(&mut self, data: &[u8]) -> Result<Option<Bytes>, Error> {
+        let Some(compression) = self.compression.as_mut() else { return Ok(None) };
+        if self.state != State::Open {
+            return Err(UsageError::SendAfterClose.into());
+        }
+        if self.sending_fragmented {
+            return Err(UsageError::FragmentOutOfOrder.into());
+        }
+        if self.queued_data >= self.config.write_buffer_limit() {
+            return Err(UsageError::WriteBufferFull.into());
+        }
+        Ok(compression.deflater.compress(data))
+    }
+
+    fn push_data(&mut self, opcode: OpCode, rsv: u8, payload: Bytes) -> Result<(), Error> {
+        let frame = self.build_with(opcode, true, rsv, payload);
+        self.queued_data += frame.len();
+        self.queue.push_back(frame);
+        Ok(())
     }
 
     /// Queues a ping (payload at most 125 bytes).
@@ -481,6 +624,9 @@ impl Connection {
         if self.sending_fragmented {
             return Err(UsageError::FragmentOutOfOrder.into());
         }
+        if frame.is_compressed() && !self.deflate().is_some_and(PerMessageDeflate::accepts_shared_frames) {
+            return Err(UsageError::CompressedFrameNotNegotiated.into());
+        }
         match frame.opcode() {
             OpCode::Close => {
                 self.queue.push_back(Outgoing::encoded(frame));
@@ -532,8 +678,12 @@ impl Connection {
     }
 
     fn build(&mut self, opcode: OpCode, fin: bool, payload: Bytes) -> Outgoing {
+        self.build_with(opcode, fin, 0, payload)
+    }
+
+    fn build_with(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: Bytes) -> Outgoing {
         let mask = self.rng.as_mut().map(Rng::mask_key);
-        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+        let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
         let body = match mask {
             // §5.3: the client masks a copy; the caller's bytes are left alone.
             Some(key) => {

@@ -108,13 +108,17 @@ pub enum ProtocolError {
     TooManyFragments,
     /// The peer did not answer a keepalive ping within the pong timeout (async layer).
     PongTimeout,
+    /// RFC 7692 §6.1: the "compressed" bit (RSV1) on a control frame or a continuation frame.
+    CompressedBitMisplaced,
+    /// RFC 7692 §8: a compressed message that is not a valid DEFLATE stream.
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code sent to the peer (RFC 6455 §7.4.1).
     pub fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::InvalidPayload,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => CloseCode::InvalidPayload,
             ProtocolError::FrameTooBig | ProtocolError::MessageTooBig | ProtocolError::TooManyFragments => {
                 CloseCode::MessageTooBig
             }
@@ -130,6 +134,8 @@ impl fmt::Display for ProtocolError {
             ProtocolError::ReservedOpcode(op) => return write!(f, "reserved opcode {op:#x} (closing with 1002)"),
             ProtocolError::InvalidCloseCode(c) => return write!(f, "invalid close code {c} (closing with 1002)"),
             ProtocolError::ReservedBits => "RSV bit set without a negotiated extension",
+            ProtocolError::CompressedBitMisplaced => "compressed bit (RSV1) on a control or continuation frame",
+            ProtocolError::InvalidCompressedData => "compressed message is not valid DEFLATE data",
             ProtocolError::LengthMsbSet => "64-bit payload length with the most significant bit set",
             ProtocolError::ControlFrameTooLong => "control frame payload longer than 125 bytes",
             ProtocolError::FragmentedControlFrame => "fragmented control frame",
@@ -252,6 +258,9 @@ pub enum UsageError {
     FragmentOutOfOrder,
     /// A pre-encoded (unmasked) frame was sent from a client, which must mask every frame.
     EncodedFrameFromClient,
+    /// A compressed [`EncodedFrame`](crate::EncodedFrame) on a connection whose
+    /// `permessage-deflate` agreement does not allow shared compressed frames (or has none).
+    CompressedFrameNotNegotiated,
     /// A header name or value added to a handshake response was not valid (CR, LF or empty).
     InvalidHeader,
     /// The accepted subprotocol was not among those the client offered.
@@ -271,6 +280,9 @@ impl fmt::Display for UsageError {
             UsageError::CloseViaSendFrame => f.write_str("close frames are sent with close()"),
             UsageError::FragmentOutOfOrder => f.write_str("fragment sent out of order"),
             UsageError::EncodedFrameFromClient => f.write_str("pre-encoded frames are server-only"),
+            UsageError::CompressedFrameNotNegotiated => {
+                f.write_str("compressed frame on a connection that did not agree to shared compressed frames")
+            }
             UsageError::InvalidHeader => f.write_str("invalid header name or value"),
             UsageError::ProtocolNotOffered => f.write_str("subprotocol was not offered by the client"),
             UsageError::InvalidStatus(s) => write!(f, "rejection status {s} is not 4xx or 5xx"),

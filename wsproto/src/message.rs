@@ -84,11 +84,17 @@ pub(crate) struct Reassembly {
     pub(crate) kind: Kind,
     pub(crate) data: BytesMut,
     pub(crate) fragments: usize,
+    /// RFC 7692: the message is compressed; `inflated` holds its output so far and `data` stays
+    /// empty.
+    pub(crate) compressed: bool,
+    pub(crate) inflated: Vec<u8>,
+    /// Payload bytes received for this message (compressed bytes for a compressed one).
+    pub(crate) wire_len: usize,
 }
 
 impl Reassembly {
-    pub(crate) fn new(kind: Kind) -> Self {
-        Reassembly { kind, data: BytesMut::new(), fragments: 0 }
+    pub(crate) fn new(kind: Kind, compressed: bool) -> Self {
+        Reassembly { kind, data: BytesMut::new(), fragments: 0, compressed, inflated: Vec::new(), wire_len: 0 }
     }
 }
 

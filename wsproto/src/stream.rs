@@ -98,11 +98,20 @@ pub async fn upgrade<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // permessage-deflate from the config, unless the embedder negotiated it in `accept`.
+    let negotiated;
+    let accept = match config.deflate() {
+        Some(deflate) if accept.deflate().is_none() => {
+            negotiated = accept.clone().with_deflate(request, deflate);
+            &negotiated
+        }
+        _ => accept,
+    };
     match request.accept(accept) {
         Ok(response) => {
             io.write_all(&response).await?;
             io.flush().await?;
-            let mut ws = WebSocket::from_parts(io, Connection::new(Role::Server, config));
+            let mut ws = WebSocket::from_parts(io, Connection::with_deflate(Role::Server, config, accept.deflate()));
             ws.conn.receive(rest);
             Ok(ws)
         }
@@ -193,7 +202,7 @@ where
         Ok(result) => result?,
         Err(_) => return Err(HandshakeError::Timeout.into()),
     };
-    let mut ws = WebSocket::from_parts(io, Connection::new(Role::Client, config));
+    let mut ws = WebSocket::from_parts(io, Connection::with_deflate(Role::Client, config, response.deflate()));
     ws.conn.receive(&rest);
     Ok((ws, response))
 }

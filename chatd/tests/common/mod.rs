@@ -42,6 +42,18 @@ impl Server {
         connect(self.addr, target, None).await.unwrap()
     }
 
+    /// A client that offers permessage-deflate, as browsers do.
+    pub async fn deflate_client(&self, target: &str) -> WebSocket<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let request = ClientRequest::new(self.addr.to_string(), target).unwrap();
+        let config = wsproto::Config::builder()
+            .ping_interval(None)
+            .deflate(wsproto::deflate::DeflateConfig::new())
+            .build()
+            .unwrap();
+        wsproto::stream::connect(tcp, &request, config).await.unwrap().0
+    }
+
     /// A plain HTTP GET; returns the whole response as text.
     pub async fn get(&self, path: &str) -> String {
         let mut tcp = TcpStream::connect(self.addr).await.unwrap();

@@ -59,8 +59,27 @@ impl EncodedFrame {
         Ok(Self::encode(OpCode::Close, &CloseFrame::encode(code, reason)?))
     }
 
+    /// A single-frame text message compressed for `permessage-deflate` (RFC 7692) by a fresh
+    /// compressor with a 32 KiB window at `level` (0-9, clamped): RSV1 set, `00 00 ff ff` removed.
+    /// It does not depend on any connection's compression context, so one frame serves every
+    /// connection whose agreement allows it
+    /// ([`PerMessageDeflate::accepts_shared_frames`](crate::deflate::PerMessageDeflate::accepts_shared_frames));
+    /// [`Connection::send_encoded`](crate::Connection::send_encoded) refuses it elsewhere.
+    pub fn deflated_text(text: &str, level: u8) -> Self {
+        let mut compressor = crate::deflate::codec::compressor(level.min(9), 15);
+        match crate::deflate::codec::compress_message(&mut compressor, text.as_bytes()) {
+            Some(payload) => Self::encode_with(OpCode::Text, RSV1, &payload),
+            // zlib never fails on a fresh compressor; if it did, plain text is still correct.
+            None => Self::text(text),
+        }
+    }
+
     fn encode(opcode: OpCode, payload: &[u8]) -> Self {
-        let header = FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
+        Self::encode_with(opcode, 0, payload)
+    }
+
+    fn encode_with(opcode: OpCode, rsv: u8, payload: &[u8]) -> Self {
+        let header = FrameHeader { fin: true, rsv, opcode, mask: None, payload_len: payload.len() as u64 };
         let mut head = [0u8; MAX_HEADER_LEN];
         let used = header.encode(&mut head);
         let mut buf = BytesMut::with_capacity(used + payload.len());
@@ -80,6 +99,11 @@ impl EncodedFrame {
         OpCode::from_u8(self.0[0] & 0x0f).unwrap_or(OpCode::Binary)
     }
 
+    /// Whether the frame is compressed (RSV1, RFC 7692).
+    pub fn is_compressed(&self) -> bool {
+        self.0[0] & 0x40 != 0
+    }
+
     /// Length on the wire in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -91,9 +115,20 @@ impl EncodedFrame {
     }
 }
 
+/// The RSV bits (as in [`FrameHeader::rsv`]) of a compressed message's first frame (RFC 7692 §6).
+pub const RSV1: u8 = 0b100;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc7692_7_2_3_1_compressed_hello() {
+        let frame = EncodedFrame::deflated_text("Hello", 6);
+        assert_eq!(frame.as_bytes(), &b"\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00"[..]);
+        assert!(frame.is_compressed() && !EncodedFrame::text("Hello").is_compressed());
+        assert_eq!(frame.opcode(), OpCode::Text);
+    }
 
     #[test]
     fn rfc6455_5_7_unmasked_hello() {

@@ -16,6 +16,7 @@ use base64::Engine;
 
 use super::{accept_key, parse_error, tokens, valid_header, HeadBuffer};
 use crate::config::Config;
+use crate::deflate::{negotiate, DeflateConfig, PerMessageDeflate};
 use crate::error::{HandshakeError, UsageError};
 use crate::rand::Rng;
 
@@ -66,6 +67,7 @@ pub struct ClientHandshake {
     protocols: Vec<String>,
     head: HeadBuffer,
     max_headers: usize,
+    deflate: Option<DeflateConfig>,
 }
 
 impl ClientHandshake {
@@ -86,6 +88,9 @@ impl ClientHandshake {
         if !request.protocols.is_empty() {
             out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", request.protocols.join(", ")));
         }
+        if let Some(deflate) = config.deflate() {
+            out.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", negotiate::offer(deflate)));
+        }
         for (name, value) in &request.headers {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -95,6 +100,7 @@ impl ClientHandshake {
             protocols: request.protocols.clone(),
             head: HeadBuffer::new(config.max_head_size()),
             max_headers: config.max_headers(),
+            deflate: config.deflate().copied(),
         };
         (state, out.into_bytes())
     }
@@ -131,9 +137,12 @@ impl ClientHandshake {
             (Some(v), None) if v.trim_ascii() == self.expected_accept.as_bytes() => {}
             _ => return Err(HandshakeError::BadResponse("Sec-WebSocket-Accept does not match the key")),
         }
-        if all("sec-websocket-extensions").flat_map(tokens).next().is_some() {
-            return Err(HandshakeError::BadResponse("extension that was not offered"));
-        }
+        let answer = negotiate::parse(all("sec-websocket-extensions")).map_err(|e| HandshakeError::BadResponse(e.0))?;
+        let deflate = match &self.deflate {
+            None if !answer.is_empty() => return Err(HandshakeError::BadResponse("extension that was not offered")),
+            None => None,
+            Some(config) => negotiate::check_answer(&answer, config).map_err(|e| HandshakeError::BadResponse(e.0))?,
+        };
         let mut chosen = all("sec-websocket-protocol").flat_map(tokens);
         let protocol = match (chosen.next(), chosen.next()) {
             (None, _) => None,
@@ -144,7 +153,7 @@ impl ClientHandshake {
             _ => return Err(HandshakeError::BadResponse("more than one subprotocol")),
         };
         let headers = res.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect();
-        Ok(Response { protocol, headers })
+        Ok(Response { protocol, headers, deflate })
     }
 }
 
@@ -153,12 +162,19 @@ impl ClientHandshake {
 pub struct Response {
     protocol: Option<String>,
     headers: Vec<(String, Vec<u8>)>,
+    deflate: Option<PerMessageDeflate>,
 }
 
 impl Response {
     /// The subprotocol the server selected, if any.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// The `permessage-deflate` agreement, if the server accepted the offer, for
+    /// [`Connection::with_deflate`](crate::Connection::with_deflate).
+    pub fn deflate(&self) -> Option<PerMessageDeflate> {
+        self.deflate
     }
 
     /// The first header called `name` (any case), if it is UTF-8.

@@ -26,6 +26,8 @@ use base64::Engine;
 
 use super::{accept_key, parse_error, tokens, valid_header, HeadBuffer};
 use crate::config::Config;
+use crate::deflate::negotiate::{self, Extension};
+use crate::deflate::{DeflateConfig, PerMessageDeflate};
 use crate::error::{Error, HandshakeError, UsageError};
 
 /// Reads a request head from bytes as they arrive. See the [module docs](self).
@@ -141,6 +143,12 @@ impl Request {
         self.header_all("sec-websocket-protocol").flat_map(tokens).filter_map(|t| std::str::from_utf8(t).ok())
     }
 
+    /// The extensions the client offered (`Sec-WebSocket-Extensions`, every header, in order).
+    /// A header that does not parse offers nothing.
+    pub fn extensions(&self) -> Vec<Extension> {
+        negotiate::parse(self.header_all("sec-websocket-extensions")).unwrap_or_default()
+    }
+
     /// Whether the request asks to upgrade at all (has an `Upgrade` header). A server that also
     /// serves plain HTTP uses this to route.
     pub fn wants_upgrade(&self) -> bool {
@@ -199,6 +207,9 @@ impl Request {
         out.extend_from_slice(b"Sec-WebSocket-Accept: ");
         out.extend_from_slice(accept_key(key).as_bytes());
         out.extend_from_slice(b"\r\n");
+        if let Some((_, answer)) = &accept.deflate {
+            push_header(&mut out, "Sec-WebSocket-Extensions", answer);
+        }
         if let Some(protocol) = &accept.protocol {
             // §4.2.2: the server selects "one or none of the acceptable protocols" offered.
             if !self.protocols().any(|p| p == protocol) {
@@ -227,6 +238,7 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
 pub struct Accept {
     protocol: Option<String>,
     headers: Vec<(String, String)>,
+    deflate: Option<(PerMessageDeflate, String)>,
 }
 
 impl Accept {
@@ -243,6 +255,22 @@ impl Accept {
         }
         self.protocol = Some(protocol);
         Ok(self)
+    }
+
+    /// Negotiates `permessage-deflate` (RFC 7692) with the client's offers in `request`, under
+    /// `config`: accepts the first offer that can be honoured, or none. [`stream::upgrade`]
+    /// does this by itself when [`Config::deflate`] is set.
+    ///
+    /// [`stream::upgrade`]: crate::stream::upgrade
+    pub fn with_deflate(mut self, request: &Request, config: &DeflateConfig) -> Self {
+        self.deflate = negotiate::accept(&request.extensions(), config);
+        self
+    }
+
+    /// The `permessage-deflate` agreement this answer carries, for
+    /// [`Connection::with_deflate`](crate::Connection::with_deflate).
+    pub fn deflate(&self) -> Option<PerMessageDeflate> {
+        self.deflate.as_ref().map(|(agreed, _)| *agreed)
     }
 
     /// Adds a response header. Names and values with CR, LF or NUL are refused, so a value

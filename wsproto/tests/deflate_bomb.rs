@@ -1,0 +1,114 @@
+//! The decompression bomb (the class of CVE-2018-1000518): a small compressed message that
+//! inflates far past the budget closes with 1009, and the memory it costs, counted by a global
+//! allocator, stays under the budget plus a small constant. Alone in this binary so nothing else
+//! allocates while it counts.
+
+#![allow(clippy::unwrap_used)] // test helpers panic on purpose
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use wsproto::deflate::codec::{compress_message, compressor};
+use wsproto::deflate::{DeflateConfig, PerMessageDeflate};
+use wsproto::frame::mask::apply_mask;
+use wsproto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
+use wsproto::{Config, Connection, Error, ProtocolError, Role};
+
+// ---- a counting allocator: live bytes and their peak ------------------------------------------
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters only observe.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+        PEAK.fetch_max(now, Relaxed);
+        // SAFETY: same layout, as the caller promised it to us.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let now = if new_size >= layout.size() {
+            LIVE.fetch_add(new_size - layout.size(), Relaxed) + (new_size - layout.size())
+        } else {
+            LIVE.fetch_sub(layout.size() - new_size, Relaxed) - (layout.size() - new_size)
+        };
+        PEAK.fetch_max(now, Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+fn client_frame(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
+    let header = FrameHeader { fin, rsv, opcode, mask: Some(KEY), payload_len: payload.len() as u64 };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let used = header.encode(&mut head);
+    let mut out = head[..used].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], KEY, 0);
+    out
+}
+
+fn server(max_message: usize) -> Connection {
+    let config = Config::builder().max_message_size(max_message).deflate(DeflateConfig::new()).build().unwrap();
+    Connection::with_deflate(Role::Server, config, Some(PerMessageDeflate::default()))
+}
+
+fn deflate(data: &[u8]) -> Vec<u8> {
+    compress_message(&mut compressor(9, 15), data).unwrap()
+}
+
+fn close_code(conn: &mut Connection) -> u16 {
+    let mut wire = Vec::new();
+    conn.drain_outgoing(&mut wire);
+    assert_eq!(wire[0] & 0x0f, 0x8, "a close frame");
+    u16::from_be_bytes([wire[2], wire[3]])
+}
+
+// ---- the decompression bomb ---------------------------------------------------------------------
+
+#[test]
+fn a_bomb_closes_with_1009_and_costs_at_most_the_budget() {
+    const LIMIT: usize = 1 << 20;
+    let zeros = vec![0u8; 64 << 20];
+    let bomb = deflate(&zeros);
+    drop(zeros);
+    assert!(bomb.len() < 128 * 1024, "64 MiB of zeros compress to {} bytes", bomb.len());
+    for fragmented in [false, true] {
+        let wire = if fragmented {
+            let half = bomb.len() / 2;
+            let mut wire = client_frame(OpCode::Binary, false, RSV1, &bomb[..half]);
+            wire.extend(client_frame(OpCode::Continuation, true, 0, &bomb[half..]));
+            wire
+        } else {
+            client_frame(OpCode::Binary, true, RSV1, &bomb)
+        };
+        let mut conn = server(LIMIT);
+        conn.receive(&wire);
+        drop(wire);
+        let before = LIVE.load(Relaxed);
+        PEAK.store(before, Relaxed);
+        assert!(matches!(conn.next_event(), Err(Error::Protocol(ProtocolError::MessageTooBig))));
+        let extra = PEAK.load(Relaxed) - before;
+        // The output buffer (limit + 1) and the decompressor (~40 KiB), nothing proportional
+        // to the 64 MiB the bomb expands to.
+        assert!(extra < LIMIT + 256 * 1024, "fragmented={fragmented}: peak grew by {extra} bytes");
+        assert_eq!(close_code(&mut conn), 1009);
+    }
+}
