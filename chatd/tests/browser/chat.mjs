@@ -20,6 +20,11 @@ try {
     page.setDefaultTimeout(10000);
     const sockets = [];
     page.on('websocket', (ws) => sockets.push(ws.url()));
+    // The handshake as Chromium's network stack saw it: did the server accept permessage-deflate?
+    const handshakes = [];
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    cdp.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push(e.response.headers));
     // Pass WebSockets through a route so the test can cut the connection like a network drop.
     const link = { offline: false, current: null };
     await page.routeWebSocket(/\/ws/, (ws) => {
@@ -32,7 +37,7 @@ try {
     await page.fill('#room', room);
     await page.click('#join');
     await page.waitForSelector(`#status.online:has-text("online as ${nick}")`);
-    return { page, sockets, link };
+    return { page, sockets, link, handshakes };
   };
   const alice = await open('alice', { width: 1024, height: 700 });
   const bob = await open('bob', { width: 375, height: 667 }); // a phone
@@ -71,11 +76,19 @@ try {
   const box = await bob.page.locator('#send').boundingBox();
   if (!box || box.x + box.width > 375 || box.y + box.height > 667) await fail(`send button off screen on a phone: ${JSON.stringify(box)}`);
 
+  for (const [who, h] of [['alice', alice.handshakes], ['bob', bob.handshakes]]) {
+    const ext = (headers) => Object.entries(headers).find(([k]) => k.toLowerCase() === 'sec-websocket-extensions')?.[1] || '';
+    if (!h.length || !h.every((headers) => /^permessage-deflate\b/.test(ext(headers)))) {
+      await fail(`${who}: permessage-deflate not negotiated: ${JSON.stringify(h)}`);
+    }
+  }
+  const extensions = Object.entries(alice.handshakes[0]).find(([k]) => k.toLowerCase() === 'sec-websocket-extensions')[1];
+
   const scheme = secure ? 'wss://' : 'ws://';
   for (const [who, s] of [['alice', alice.sockets], ['bob', bob.sockets]]) {
     if (!s.length || !s.every((u) => u.startsWith(scheme))) await fail(`${who} used ${JSON.stringify(s)}, expected ${scheme}`);
   }
-  console.log(`browser chat OK over ${base} (${alice.sockets[0]})`);
+  console.log(`browser chat OK over ${base} (${alice.sockets[0]}; ${extensions})`);
   await browser.close();
 } catch (e) {
   await fail(e.stack || String(e));
