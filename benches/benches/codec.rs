@@ -6,7 +6,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use wsproto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use wsproto::handshake::server::{Accept, RequestReader};
-use wsproto::{Config, Connection, Role};
+use wsproto::deflate::{DeflateConfig, PerMessageDeflate};
+use wsproto::{Config, Connection, EncodedFrame, Role};
 
 fn header(c: &mut Criterion) {
     let bytes = client_frame(OpCode::Binary, true, &[0; 70_000]);
@@ -59,5 +60,34 @@ fn handshake(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, header, messages, handshake);
+/// permessage-deflate: one chat message (a 290-byte JSON line like chatd's) compressed as a
+/// shared broadcast frame, and the same message inflated by a server with context takeover.
+fn deflate(c: &mut Criterion) {
+    let json = r#"{"type":"message","room":"lobby","seq":4711,"nick":"alice","ts":1796421234567,"text":"anyone know why the build failed last night? the logs say timeout on the database restart, maybe we revert the merge from main and ship the release notes tomorrow morning after coffee, sounds good to me thanks"}"#;
+    let mut group = c.benchmark_group("deflate");
+    group.throughput(Throughput::Bytes(json.len() as u64));
+    for level in [1, 6] {
+        let name = format!("shared_frame_290B_level{level}");
+        group.bench_function(name, |b| b.iter(|| EncodedFrame::deflated_text(black_box(json), level)));
+    }
+    let packed = EncodedFrame::deflated_text(json, 6);
+    let (_, head) = FrameHeader::decode(packed.as_bytes()).expect("valid").expect("complete");
+    let payload = &packed.as_bytes()[head..];
+    let wire = benches::client_frame_rsv(OpCode::Text, true, 0b100, payload);
+    let config = Config::builder().deflate(DeflateConfig::new()).build().expect("valid");
+    group.bench_function("inflate_290B", |b| {
+        // The peer compresses each message alone, so the same bytes can be fed again.
+        let agreed = PerMessageDeflate { client_no_context_takeover: true, ..PerMessageDeflate::default() };
+        let mut conn = Connection::with_deflate(Role::Server, config.clone(), Some(agreed));
+        b.iter(|| {
+            conn.receive(black_box(&wire));
+            while let Some(event) = conn.next_event().expect("valid input") {
+                black_box(event);
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, header, messages, handshake, deflate);
 criterion_main!(benches);

@@ -1,5 +1,5 @@
 //! Echo server on wsproto (the same as examples/04_echo_server.rs, library defaults).
-//! Usage: echo_wsproto ADDR
+//! Usage: echo_wsproto ADDR [--deflate]   (--deflate: accept permessage-deflate, defaults)
 use tokio::net::TcpListener;
 use wsproto::{Config, Event};
 
@@ -7,7 +7,11 @@ use wsproto::{Config, Event};
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9103".into());
     let listener = TcpListener::bind(&addr).await?;
-    let config = Config::builder().ping_interval(None).build().expect("valid");
+    let mut builder = Config::builder().ping_interval(None);
+    if std::env::args().any(|a| a == "--deflate") {
+        builder = builder.deflate(wsproto::deflate::DeflateConfig::new());
+    }
+    let config = builder.build().expect("valid");
     loop {
         let (tcp, _) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);

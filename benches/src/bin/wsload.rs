@@ -7,12 +7,20 @@
 //! wsload handshake  --addr A [--workers 16] [--secs 10]
 //! wsload idle       --addr A --pid PID [--connections 10000]
 //! ```
+//!
+//! Any mode: `--deflate` offers permessage-deflate (RFC 7692); `--words` fills messages with
+//! English words instead of one repeated letter (compression needs realistic text to mean
+//! anything). Echo and broadcast also report the bytes that crossed the socket per message.
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use wsproto::handshake::client::ClientRequest;
 use wsproto::stream::WebSocket;
@@ -24,16 +32,97 @@ fn arg<T: std::str::FromStr>(args: &Args, key: &str, default: T) -> T {
     args.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+static DEFLATE: AtomicBool = AtomicBool::new(false);
+static WORDS: AtomicBool = AtomicBool::new(false);
+/// Bytes read from and written to every socket, WebSocket framing included.
+static WIRE_IN: AtomicU64 = AtomicU64::new(0);
+static WIRE_OUT: AtomicU64 = AtomicU64::new(0);
+
 fn config() -> Config {
-    Config::builder()
-        .ping_interval(None)
-        .max_message_size(16 << 20)
-        .handshake_timeout(Duration::from_secs(30))
-        .build()
-        .expect("valid")
+    let mut builder = Config::builder();
+    if DEFLATE.load(Relaxed) {
+        builder = builder.deflate(wsproto::deflate::DeflateConfig::new());
+    }
+    builder.ping_interval(None).max_message_size(16 << 20).handshake_timeout(Duration::from_secs(30)).build().expect("valid")
 }
 
-async fn connect_from(addr: SocketAddr, source: Option<IpAddr>, target: &str) -> Result<WebSocket<TcpStream>, String> {
+/// `len` bytes of text: one repeated letter, or with `--words` English words picked by a
+/// seeded generator (deterministic, different per seed).
+fn filler(len: usize, seed: u64) -> String {
+    const WORDS_LIST: [&str; 128] = [
+        "the", "chat", "server", "message", "room", "hello", "again", "with", "people", "today", "about", "would",
+        "think", "there", "could", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "meeting", "later",
+        "sounds", "good", "see", "you", "soon", "thanks", "deploy", "works", "anyone", "know", "why", "build",
+        "failed", "last", "night", "coffee", "lunch", "at", "noon", "maybe", "tomorrow", "morning", "release",
+        "notes", "look", "fine", "to", "me", "ship", "it", "wait", "what", "about", "tests", "green", "red",
+        "flaky", "again", "sorry", "late", "train", "delayed", "back", "in", "five", "minutes", "agenda", "please",
+        "review", "my", "pull", "request", "when", "free", "the", "logs", "say", "timeout", "database", "restart",
+        "fixed", "great", "news", "weekend", "plans", "hiking", "rain", "sunny", "office", "closed", "holiday",
+        "ticket", "customer", "asked", "for", "refund", "invoice", "numbers", "wrong", "checking", "now", "done",
+        "merged", "main", "branch", "broken", "revert", "yes", "no", "ok", "lol", "nice", "cool", "thank", "you",
+        "all", "bye", "night", "everyone", "hi", "team", "new", "idea", "plan",
+    ];
+    if !WORDS.load(Relaxed) {
+        return "x".repeat(len);
+    }
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+    let mut out = String::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        out.push_str(WORDS_LIST[(state >> 57) as usize]);
+        out.push(' ');
+    }
+    out.truncate(len);
+    out
+}
+
+/// A TCP stream that counts the bytes it moves.
+struct Counted(TcpStream);
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.0).poll_read(cx, buf);
+        WIRE_IN.fetch_add((buf.filled().len() - before) as u64, Relaxed);
+        result
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.0).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            WIRE_OUT.fetch_add(n as u64, Relaxed);
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = result {
+            WIRE_OUT.fetch_add(n as u64, Relaxed);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+async fn connect_from(addr: SocketAddr, source: Option<IpAddr>, target: &str) -> Result<WebSocket<Counted>, String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0)).map_err(|e| e.to_string())?;
@@ -41,7 +130,7 @@ async fn connect_from(addr: SocketAddr, source: Option<IpAddr>, target: &str) ->
     let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     let request = ClientRequest::new(addr.to_string(), target).map_err(|e| e.to_string())?;
-    let (ws, _) = wsproto::stream::connect(tcp, &request, config()).await.map_err(|e| e.to_string())?;
+    let (ws, _) = wsproto::stream::connect(Counted(tcp), &request, config()).await.map_err(|e| e.to_string())?;
     Ok(ws)
 }
 
@@ -66,19 +155,24 @@ async fn echo(addr: SocketAddr, args: &Args) -> String {
     let binary = args.contains_key("binary");
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
-    for _ in 0..conns {
+    // Different messages per connection, cycled through more than a 32 KiB window's worth, so
+    // context takeover can't just point back at an identical earlier message.
+    let pool_len = ((256 << 10) / size.max(1)).clamp(16, 4096);
+    for conn in 0..conns {
         tasks.push(tokio::spawn(async move {
             let mut ws = connect_from(addr, None, "/").await.expect("connect");
-            let payload = "x".repeat(size);
-            let bin = bytes::Bytes::from(payload.clone().into_bytes());
+            let pool: Vec<String> = (0..pool_len).map(|i| filler(size, (conn * pool_len + i) as u64)).collect();
+            let bins: Vec<bytes::Bytes> = pool.iter().map(|p| bytes::Bytes::from(p.clone().into_bytes())).collect();
+            let mut next = 0usize;
             let mut sent: VecDeque<Instant> = VecDeque::new();
             let mut rtts = Vec::new();
             for _ in 0..in_flight {
                 sent.push_back(Instant::now());
+                next = (next + 1) % pool.len();
                 if binary {
-                    ws.send_binary(bin.clone()).await.expect("send")
+                    ws.send_binary(bins[next].clone()).await.expect("send")
                 } else {
-                    ws.send_text(&payload).await.expect("send")
+                    ws.send_text(&pool[next]).await.expect("send")
                 }
             }
             while let Some(start) = sent.pop_front() {
@@ -92,10 +186,11 @@ async fn echo(addr: SocketAddr, args: &Args) -> String {
                 }
                 if Instant::now() < deadline {
                     sent.push_back(Instant::now());
+                    next = (next + 1) % pool.len();
                     if binary {
-                        ws.send_binary(bin.clone()).await.expect("send")
+                        ws.send_binary(bins[next].clone()).await.expect("send")
                     } else {
-                        ws.send_text(&payload).await.expect("send")
+                        ws.send_text(&pool[next]).await.expect("send")
                     }
                 }
             }
@@ -111,8 +206,9 @@ async fn echo(addr: SocketAddr, args: &Args) -> String {
     let elapsed = started.elapsed().as_secs_f64().max(secs as f64);
     all.sort_unstable();
     let msgs = all.len() as f64 / elapsed;
+    let wire = WIRE_IN.load(Relaxed) as f64 / all.len().max(1) as f64;
     format!(
-        "{{\"mode\":\"echo\",\"msgs_per_s\":{msgs:.0},\"mb_per_s\":{:.1},\"p50_us\":{},\"p99_us\":{}}}",
+        "{{\"mode\":\"echo\",\"msgs_per_s\":{msgs:.0},\"mb_per_s\":{:.1},\"p50_us\":{},\"p99_us\":{},\"wire_bytes_per_msg\":{wire:.1}}}",
         msgs * size as f64 * 2.0 / 1e6,
         percentile(&all, 0.5),
         percentile(&all, 0.99)
@@ -178,6 +274,7 @@ async fn broadcast(addr: SocketAddr, args: &Args) -> String {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let wire_before = WIRE_IN.load(Relaxed);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let _ = start_tx.send(Some(started));
@@ -190,8 +287,8 @@ async fn broadcast(addr: SocketAddr, args: &Args) -> String {
             while Instant::now() < deadline {
                 tick.tick().await;
                 let mut body = format!("{} {id} {seq} ", micros_now());
-                while body.len() < size {
-                    body.push('x');
+                if body.len() < size {
+                    body.push_str(&filler(size - body.len(), seq * 64 + id as u64));
                 }
                 let text = if chatd {
                     format!("{{\"type\":\"message\",\"room\":\"bench\",\"text\":\"{body}\"}}")
@@ -219,8 +316,9 @@ async fn broadcast(addr: SocketAddr, args: &Args) -> String {
     all.sort_unstable();
     let sent = sent.load(Relaxed);
     let expected = sent * (clients as u64 - 1);
+    let wire = (WIRE_IN.load(Relaxed) - wire_before) as f64 / all.len().max(1) as f64;
     format!(
-        "{{\"mode\":\"broadcast\",\"sent\":{sent},\"deliveries_per_s\":{:.0},\"lost\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+        "{{\"mode\":\"broadcast\",\"sent\":{sent},\"deliveries_per_s\":{:.0},\"lost\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"wire_bytes_per_delivery\":{wire:.1}}}",
         all.len() as f64 / secs as f64,
         expected.saturating_sub(all.len() as u64),
         percentile(&all, 0.5),
@@ -316,6 +414,8 @@ async fn main() {
         eprintln!("wsload: refusing a non-loopback address");
         std::process::exit(2);
     }
+    DEFLATE.store(args.contains_key("deflate"), Relaxed);
+    WORDS.store(args.contains_key("words"), Relaxed);
     let line = match mode.as_str() {
         "echo" => echo(addr, &args).await,
         "broadcast" => broadcast(addr, &args).await,
