@@ -26,6 +26,7 @@
 //! | §5.5 control frames, §7 closing | [`connection`] |
 //! | §5.5.1, §7.4 close codes | [`close`] |
 //! | limits (§10.4) | [`config`] |
+//! | RFC 7692 `permessage-deflate`: negotiation §5-7.1, compression §7.2 | [`deflate`], [`deflate::negotiate`], [`deflate::codec`] (off unless [`Config::deflate`] is set) |
 //!
 //! ## A server
 //!
