@@ -4,9 +4,9 @@
 use benches::client_frame;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
+use wsproto::deflate::{DeflateConfig, PerMessageDeflate};
 use wsproto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use wsproto::handshake::server::{Accept, RequestReader};
-use wsproto::deflate::{DeflateConfig, PerMessageDeflate};
 use wsproto::{Config, Connection, EncodedFrame, Role};
 
 fn header(c: &mut Criterion) {

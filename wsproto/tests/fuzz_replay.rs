@@ -6,10 +6,11 @@
 
 use std::path::Path;
 
+use wsproto::deflate::{DeflateConfig, PerMessageDeflate};
 use wsproto::frame::{FrameHeader, MAX_HEADER_LEN};
 use wsproto::handshake::client::{ClientHandshake, ClientRequest};
 use wsproto::handshake::server::{Accept, RequestReader};
-use wsproto::{Config, Connection, Role};
+use wsproto::{Config, Connection, Event, Role};
 
 fn inputs(target: &str) -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
@@ -74,14 +75,34 @@ fn frame_header_inputs() {
 fn connection_inputs() {
     for (target, role) in [("server_connection", Role::Server), ("client_connection", Role::Client)] {
         for data in inputs(target) {
-            let Some((a, b)) = split(&data) else { continue };
-            let config = Config::builder().max_message_size(4096).max_fragments(16).build().unwrap();
-            let mut conn = Connection::new(role, config);
+            // As fuzz/fuzz_targets/connection.rs: the cut, a mode byte, then the bytes.
+            let Some((&cut, rest)) = data.split_first() else { continue };
+            let Some((&mode, rest)) = rest.split_first() else { continue };
+            let (a, b) = rest.split_at(usize::from(cut).min(rest.len()));
+            let config = Config::builder()
+                .max_message_size(4096)
+                .max_fragments(16)
+                .deflate(DeflateConfig::new())
+                .build()
+                .unwrap();
+            let agreed = PerMessageDeflate {
+                server_no_context_takeover: mode & 2 != 0,
+                client_no_context_takeover: mode & 2 != 0,
+                ..PerMessageDeflate::default()
+            };
+            let mut conn = Connection::with_deflate(role, config, (mode & 1 != 0).then_some(agreed));
             let mut out = Vec::new();
+            let mut events = Vec::new();
             for piece in [a, b] {
                 conn.receive(piece);
-                while let Ok(Some(_)) = conn.next_event() {}
+                while let Ok(Some(event)) = conn.next_event() {
+                    events.push(event);
+                }
                 conn.drain_outgoing(&mut out);
+            }
+            // The compressed seeds are RFC 7692's "Hello", whole and in two fragments.
+            if mode & 1 != 0 {
+                assert_eq!(events, [Event::Text("Hello".into())], "{target}");
             }
         }
     }

@@ -12,8 +12,8 @@
 //! English words instead of one repeated letter (compression needs realistic text to mean
 //! anything). Echo and broadcast also report the bytes that crossed the socket per message.
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -43,7 +43,12 @@ fn config() -> Config {
     if DEFLATE.load(Relaxed) {
         builder = builder.deflate(wsproto::deflate::DeflateConfig::new());
     }
-    builder.ping_interval(None).max_message_size(16 << 20).handshake_timeout(Duration::from_secs(30)).build().expect("valid")
+    builder
+        .ping_interval(None)
+        .max_message_size(16 << 20)
+        .handshake_timeout(Duration::from_secs(30))
+        .build()
+        .expect("valid")
 }
 
 /// `len` bytes of text: one repeated letter, or with `--words` English words picked by a
@@ -53,14 +58,14 @@ fn filler(len: usize, seed: u64) -> String {
         "the", "chat", "server", "message", "room", "hello", "again", "with", "people", "today", "about", "would",
         "think", "there", "could", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "meeting", "later",
         "sounds", "good", "see", "you", "soon", "thanks", "deploy", "works", "anyone", "know", "why", "build",
-        "failed", "last", "night", "coffee", "lunch", "at", "noon", "maybe", "tomorrow", "morning", "release",
-        "notes", "look", "fine", "to", "me", "ship", "it", "wait", "what", "about", "tests", "green", "red",
-        "flaky", "again", "sorry", "late", "train", "delayed", "back", "in", "five", "minutes", "agenda", "please",
-        "review", "my", "pull", "request", "when", "free", "the", "logs", "say", "timeout", "database", "restart",
-        "fixed", "great", "news", "weekend", "plans", "hiking", "rain", "sunny", "office", "closed", "holiday",
-        "ticket", "customer", "asked", "for", "refund", "invoice", "numbers", "wrong", "checking", "now", "done",
-        "merged", "main", "branch", "broken", "revert", "yes", "no", "ok", "lol", "nice", "cool", "thank", "you",
-        "all", "bye", "night", "everyone", "hi", "team", "new", "idea", "plan",
+        "failed", "last", "night", "coffee", "lunch", "at", "noon", "maybe", "tomorrow", "morning", "release", "notes",
+        "look", "fine", "to", "me", "ship", "it", "wait", "what", "about", "tests", "green", "red", "flaky", "again",
+        "sorry", "late", "train", "delayed", "back", "in", "five", "minutes", "agenda", "please", "review", "my",
+        "pull", "request", "when", "free", "the", "logs", "say", "timeout", "database", "restart", "fixed", "great",
+        "news", "weekend", "plans", "hiking", "rain", "sunny", "office", "closed", "holiday", "ticket", "customer",
+        "asked", "for", "refund", "invoice", "numbers", "wrong", "checking", "now", "done", "merged", "main", "branch",
+        "broken", "revert", "yes", "no", "ok", "lol", "nice", "cool", "thank", "you", "all", "bye", "night",
+        "everyone", "hi", "team", "new", "idea", "plan",
     ];
     if !WORDS.load(Relaxed) {
         return "x".repeat(len);
