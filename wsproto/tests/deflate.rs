@@ -179,6 +179,7 @@ fn shared_compressed_frames_need_a_server_without_context_takeover() {
 
 // ---- negotiation over a real handshake ------------------------------------------------------------
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn handshake_negotiates_and_both_sides_compress() {
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
@@ -208,6 +209,7 @@ async fn handshake_negotiates_and_both_sides_compress() {
     assert!(agreed.server_no_context_takeover && agreed.accepts_shared_frames());
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn a_server_without_deflate_declines_and_a_client_without_it_refuses_an_answer() {
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
