@@ -317,7 +317,7 @@ impl Store {
 }
 
 /// Creates `dir` with mode 0700, or tightens an existing one to 0700.
-fn private_dir(dir: &Path) -> Result<(), AcmeError> {
+pub(crate) fn private_dir(dir: &Path) -> Result<(), AcmeError> {
     let fail = |e: std::io::Error| AcmeError::local(format!("cannot create the data directory {}: {e}", dir.display()));
     #[cfg(unix)]
     {

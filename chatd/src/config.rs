@@ -11,6 +11,9 @@ pub struct Config {
     /// TLS certificate chain and private key (PEM). `None` serves plain HTTP/WebSocket unless
     /// `acme` is set.
     pub tls: Option<TlsFiles>,
+    /// Where state is kept: with it, room history and sequence numbers survive restarts
+    /// (`DIR/history.redb`, see [`crate::store`]). Default none: history lives in memory only.
+    pub data_dir: Option<PathBuf>,
     /// Automatic certificates from an ACME CA (`--domain`). Default none.
     pub acme: Option<crate::acme::AcmeConfig>,
     /// Origins allowed to open a WebSocket besides the page's own. `*` allows all. Default
@@ -73,6 +76,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             tls: None,
+            data_dir: None,
             acme: None,
             allow_origins: Vec::new(),
             http_redirect: None,

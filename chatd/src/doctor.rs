@@ -214,8 +214,10 @@ pub async fn run(config: &Config, listen: SocketAddr, domain: Option<&str>) -> V
             "no --http-redirect: plain http requests and certbot's http-01 renewals won't reach chatd".into(),
         ));
     }
+    if let Some(dir) = config.data_dir.as_ref().or(config.acme.as_ref().map(|a| &a.data_dir)) {
+        out.push(check_data_dir(dir));
+    }
     if let Some(acme) = &config.acme {
-        out.push(check_data_dir(&acme.data_dir));
         out.push(check_challenge(config, acme, listen));
     }
     out.extend(check_certificate(config, domain, SystemTime::now()));

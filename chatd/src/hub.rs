@@ -24,6 +24,7 @@ use wsproto::EncodedFrame;
 
 use crate::metrics::Metrics;
 use crate::protocol;
+use crate::store::Store;
 
 /// Why a request about rooms was refused; the code is sent in an `error` event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub enum ChatError {
     NotInRoom,
     /// The server keeps no more rooms.
     TooManyRooms,
+    /// The room's stored history could not be read (the server logs why).
+    Unavailable,
 }
 
 impl ChatError {
@@ -46,6 +49,7 @@ impl ChatError {
             ChatError::AlreadyJoined => "already_joined",
             ChatError::NotInRoom => "not_in_room",
             ChatError::TooManyRooms => "too_many_rooms",
+            ChatError::Unavailable => "unavailable",
         }
     }
 }
@@ -242,6 +246,7 @@ pub struct Hub {
     max_rooms: usize,
     hello_budget: usize,
     metrics: Arc<Metrics>,
+    store: Option<Store>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -253,7 +258,19 @@ impl Hub {
     /// An empty hub keeping `history` messages per room and at most `max_rooms` rooms; a
     /// `hello` carries at most `hello_budget` bytes of history.
     pub fn new(history: usize, max_rooms: usize, hello_budget: usize, metrics: Arc<Metrics>) -> Self {
-        Hub { rooms: Mutex::new(HashMap::new()), history, max_rooms, hello_budget, metrics }
+        Hub { rooms: Mutex::new(HashMap::new()), history, max_rooms, hello_budget, metrics, store: None }
+    }
+
+    /// Keeps history and sequence numbers in `store` (`--data-dir`): rooms not in memory are
+    /// loaded from it, every message is queued to it.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The store, if history is persisted.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     fn room(&self, name: &str, create: bool) -> Result<Arc<Mutex<Room>>, ChatError> {
@@ -277,10 +294,17 @@ impl Hub {
                 .ok_or(ChatError::TooManyRooms)?;
             rooms.remove(&victim);
         }
+        let (seq, history) = match &self.store {
+            Some(store) => store.load(name, self.history).map_err(|e| {
+                tracing::error!("room {name:?}: {e}");
+                ChatError::Unavailable
+            })?,
+            None => (0, VecDeque::new()),
+        };
         let room = Arc::new(Mutex::new(Room {
             name: name.to_owned(),
-            seq: 0,
-            history: VecDeque::new(),
+            seq,
+            history,
             members: HashMap::new(),
             last_active: Instant::now(),
         }));
@@ -357,6 +381,10 @@ impl Hub {
             let seq = room.seq;
             let json: Arc<str> = protocol::message(&room.name, seq, &nick, text, now_ms()).into();
             let kicked = room.broadcast(&json, None, &self.metrics);
+            // Queued under the room's lock, so the store sees each room's messages in order.
+            if let Some(store) = &self.store {
+                store.append(&room.name, seq, json.clone());
+            }
             room.history.push_back((seq, json));
             while room.history.len() > self.history {
                 room.history.pop_front();

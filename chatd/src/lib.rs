@@ -8,6 +8,7 @@
 //! - [`server`]: accepting connections: admission limits, TLS, the HTTP head, routing, Origin.
 //! - [`session`]: one chat connection's loop between its WebSocket and the rooms.
 //! - [`hub`]: rooms, sequence numbers, history, fan-out encoded once.
+//! - [`store`]: history and sequence numbers on disk (`--data-dir`).
 //! - [`protocol`]: wire protocol v1 (JSON text frames; `docs/PROTOCOL.md`).
 //! - [`tls`]: rustls configuration and certificate reloading.
 //! - [`acme`]: automatic certificates (`--domain`): orders, challenges, storage, renewal.
@@ -28,6 +29,7 @@ pub mod protocol;
 pub mod redirect;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod tls;
 pub mod x509;
 
@@ -56,6 +58,8 @@ pub enum Error {
     Tls(tls::TlsError),
     /// The ACME data directory could not be used.
     Acme(acme::AcmeError),
+    /// The history store could not be opened.
+    Store(store::StoreError),
     /// A listener could not be bound.
     Bind(SocketAddr, std::io::Error),
 }
@@ -67,6 +71,7 @@ impl fmt::Display for Error {
             Error::Limits(e) => write!(f, "{e}"),
             Error::Tls(e) => write!(f, "{e}"),
             Error::Acme(e) => write!(f, "{e}"),
+            Error::Store(e) => write!(f, "{e}"),
             Error::Bind(addr, e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 write!(f, "cannot listen on {addr}: address already in use (is another chatd running?)")
             }
@@ -142,10 +147,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     };
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = watch::channel(false);
+    // Half the joiner's queue for the history in a hello, so live messages still fit.
+    let mut hub = hub::Hub::new(config.history, config.max_rooms, config.queue_bytes / 2, metrics.clone());
+    if let Some(dir) = &config.data_dir {
+        hub = hub.with_store(store::Store::open(dir, config.history).map_err(Error::Store)?);
+    }
     let shared = Arc::new(Shared {
         ws_config: config.websocket().map_err(Error::Limits)?,
-        // Half the joiner's queue for the history in a hello, so live messages still fit.
-        hub: hub::Hub::new(config.history, config.max_rooms, config.queue_bytes / 2, metrics.clone()),
+        hub,
         metrics,
         tls,
         challenges,
@@ -194,6 +203,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
     connections.shutdown().await;
     background.shutdown().await;
+    if let Some(store) = shared.hub.store().cloned() {
+        // Every session has left: commit what is queued and mark the store clean.
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
     info!("stopped");
     Ok(())
 }

@@ -43,7 +43,8 @@ struct Cli {
     /// and renew it at two thirds of its lifetime, no restart needed. Needs --data-dir.
     #[arg(long = "domain", global = true, value_name = "DOMAIN")]
     domains: Vec<String>,
-    /// Where chatd keeps state: the ACME account and certificates (created 0700, files 0600).
+    /// Where chatd keeps state (created 0700): room history and sequence numbers, which then
+    /// survive restarts, and with --domain the ACME account and certificates (files 0600).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Contact e-mail for the ACME account (the CA's expiry and policy notices). Optional.
@@ -150,6 +151,7 @@ impl Cli {
         use std::time::Duration;
         chatd::Config {
             tls: self.cert.zip(self.key).map(|(cert, key)| chatd::TlsFiles { cert, key }),
+            data_dir: self.data_dir,
             acme,
             allow_origins: self.allow_origin,
             http_redirect: self.http_redirect,
