@@ -13,7 +13,6 @@ mod common;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::tls::{temp_dir, TestCa};
@@ -138,24 +137,10 @@ impl Pebble {
         }
     }
 
-    /// A client config trusting Pebble's root.
-    fn client(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.root.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    }
-
     /// A TLS connection to chatd at `addr` as [`DOMAIN`], verified against Pebble's root.
     async fn connect(&self, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let connector = tokio_rustls::TlsConnector::from(self.client());
+        let connector = tokio_rustls::TlsConnector::from(common::tls::client_config_trusting(self.root.clone()));
         connector.connect(ServerName::try_from(DOMAIN).unwrap(), tcp).await.expect("a certificate Pebble issued")
     }
 }

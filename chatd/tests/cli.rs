@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
+
 use std::time::Duration;
 
 use common::tls::{temp_dir, write_pair, TestCa};
+use common::Running;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatd");
 
@@ -98,56 +98,6 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A running binary whose stderr lines arrive on a channel.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut command = Command::new(BIN);
-        command.args(args).env("RUST_LOG", "chatd=info");
-        Running::spawn(command)
-    }
-
-    /// Spawns `command` with its stderr lines sent to a channel.
-    fn spawn(mut command: Command) -> Running {
-        let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Running { child, lines }
-    }
-
-    /// Waits (bounded) for a log line containing `needle`.
-    fn wait_for(&self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(15)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(_) => panic!("no log line containing {needle:?}"),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill").args(["-s", name, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn sighup_reloads_redirect_works_and_sigterm_exits_zero() {
     let ca = TestCa::new();
@@ -223,7 +173,7 @@ async fn the_accept_loop_survives_running_out_of_file_descriptors() {
     let script = format!("ulimit -n 64 && exec {BIN} --listen {addr} --max-connections-per-ip 0");
     let mut command = Command::new("sh");
     command.args(["-c", &script]).env("RUST_LOG", "chatd=info,warn");
-    let server = Running::spawn(command);
+    let mut server = Running::spawn(command);
     server.wait_for("listening on http://");
     let mut idle = Vec::new();
     for _ in 0..120 {

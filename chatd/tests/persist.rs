@@ -5,13 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use common::tls::temp_dir;
-use common::{config, next, next_of, say, Server};
+use common::{config, next, next_of, say, Running, Server};
 
 fn texts(hello: &serde_json::Value) -> Vec<(u64, String)> {
     hello["history"]
@@ -59,77 +56,30 @@ async fn an_orderly_restart_keeps_history_and_numbering() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// The chatd binary, its stderr as lines.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Lines already read while waiting for another.
-    seen: Vec<String>,
-    addr: std::net::SocketAddr,
-}
-
-impl Running {
-    fn start(data_dir: &std::path::Path) -> Running {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
-            .args(["--listen", &addr.to_string(), "--data-dir", data_dir.to_str().unwrap()])
-            .env("RUST_LOG", "chatd=info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut running = Running { child, lines, seen: Vec::new(), addr };
-        running.wait_for("listening on http://");
-        running
-    }
-
-    /// The first log line containing `needle`, already seen or still to come (bounded wait).
-    fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(15)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("no log line containing {needle:?}; saw {:?}", self.seen),
-            }
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// chatd on a free port with `--data-dir`, once it listens.
+fn start(data_dir: &std::path::Path) -> (Running, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut running = Running::start(&["--listen", &addr.to_string(), "--data-dir", data_dir.to_str().unwrap()]);
+    running.wait_for("listening on http://");
+    (running, addr)
 }
 
 #[tokio::test]
 async fn sigterm_then_sigkill_with_the_binary() {
     let dir = temp_dir("persist-binary");
-    let mut chatd = Running::start(&dir);
-    let mut alice = common::connect(chatd.addr, "/ws?room=r&nick=alice", None).await.unwrap();
+    let (mut chatd, addr) = start(&dir);
+    let mut alice = common::connect(addr, "/ws?room=r&nick=alice", None).await.unwrap();
     next(&mut alice).await;
     alice.send_text(&say("r", "one")).await.unwrap();
     assert_eq!(next_of(&mut alice, "message").await["seq"], 1);
     // SIGTERM: exit 0, everything stored.
-    let pid = chatd.child.id().to_string();
-    assert!(Command::new("kill").args(["-s", "TERM", &pid]).status().unwrap().success());
+    chatd.signal("TERM");
     assert!(chatd.child.wait().unwrap().success());
     drop(alice);
 
-    let mut chatd = Running::start(&dir);
-    let mut alice = common::connect(chatd.addr, "/ws?room=r&nick=alice&since=0", None).await.unwrap();
+    let (mut chatd, addr) = start(&dir);
+    let mut alice = common::connect(addr, "/ws?room=r&nick=alice&since=0", None).await.unwrap();
     let hello = next(&mut alice).await;
     assert_eq!(texts(&hello), [(1, "one".to_owned())]);
     alice.send_text(&say("r", "two")).await.unwrap();
@@ -139,9 +89,9 @@ async fn sigterm_then_sigkill_with_the_binary() {
     chatd.child.wait().unwrap();
     drop(alice);
 
-    let mut chatd = Running::start(&dir);
+    let (mut chatd, addr) = start(&dir);
     chatd.wait_for("was not closed cleanly");
-    let mut alice = common::connect(chatd.addr, "/ws?room=r&nick=alice&since=0", None).await.unwrap();
+    let mut alice = common::connect(addr, "/ws?room=r&nick=alice&since=0", None).await.unwrap();
     let hello = next(&mut alice).await;
     let seq = hello["seq"].as_u64().unwrap();
     assert!(seq > chatd::store::CRASH_GAP, "numbering jumped past the crash: {seq}");

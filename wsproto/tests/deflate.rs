@@ -5,28 +5,16 @@
 
 #![allow(clippy::unwrap_used)] // test helpers panic on purpose
 
+mod common;
+
 use bytes::Bytes;
+use common::client_frame;
 use wsproto::deflate::codec::{compress_message, compressor};
 use wsproto::deflate::{DeflateConfig, PerMessageDeflate};
-use wsproto::frame::mask::apply_mask;
-use wsproto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
+use wsproto::frame::{OpCode, RSV1};
 use wsproto::{CloseCode, Config, Connection, EncodedFrame, Error, Event, ProtocolError, Role, UsageError};
 
 // ---- helpers ----------------------------------------------------------------------------------
-
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// One frame from a client (masked), with the given RSV bits.
-fn client_frame(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
-    let header = FrameHeader { fin, rsv, opcode, mask: Some(KEY), payload_len: payload.len() as u64 };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let used = header.encode(&mut head);
-    let mut out = head[..used].to_vec();
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], KEY, 0);
-    out
-}
 
 fn config(max_message: usize) -> Config {
     Config::builder().max_message_size(max_message).deflate(DeflateConfig::new()).build().unwrap()

@@ -155,3 +155,62 @@ pub fn config() -> chatd::Config {
 }
 
 pub mod tls;
+
+/// The chatd binary running with `args`, its stderr lines on a channel. Killed when dropped.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Lines already read while waiting for another.
+    seen: Vec<String>,
+}
+
+impl Running {
+    pub fn start(args: &[&str]) -> Running {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+        command.args(args).env("RUST_LOG", "chatd=info").env("NO_COLOR", "1");
+        Running::spawn(command)
+    }
+
+    /// Spawns `command` with its stderr lines sent to a channel.
+    pub fn spawn(mut command: std::process::Command) -> Running {
+        use std::io::BufRead;
+        let mut child =
+            command.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// The first log line containing `needle`, already seen or still to come (15 s at most).
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(15)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no log line containing {needle:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let status = std::process::Command::new("kill").args(["-s", name, &pid]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

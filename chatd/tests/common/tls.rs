@@ -52,16 +52,7 @@ impl TestCa {
 
     /// A client config trusting only this CA.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.issuer.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
+        client_config_trusting(self.issuer.der().clone())
     }
 
     /// Opens a TLS connection to `addr` as `localhost`.
@@ -70,6 +61,20 @@ impl TestCa {
         let connector = tokio_rustls::TlsConnector::from(self.client_config());
         connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await
     }
+}
+
+/// A TLS 1.2/1.3 client config (ring, ALPN `http/1.1`) trusting only `root`.
+pub fn client_config_trusting(root: rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// Writes a leaf's PEM files into `dir`, replacing them atomically (as certbot does with its
