@@ -53,8 +53,8 @@ pub struct Config {
     /// How often the certificate files are checked for changes. Default 10 s.
     pub cert_check_interval: Duration,
     /// permessage-deflate (RFC 7692) for clients that offer it (every browser does). The server
-    /// imposes `server_no_context_takeover`, so each broadcast is compressed once per room and
-    /// holds no compressor memory between messages. Default on.
+    /// imposes no context takeover both ways, so each broadcast is compressed once per room and
+    /// no (de)compressor memory stays with a connection between messages. Default on.
     pub deflate: bool,
     /// Silence after which the server pings a client. Default 20 s (outlives 60 s proxy/NAT
     /// idle timeouts).
@@ -107,8 +107,11 @@ impl Config {
     pub(crate) fn websocket(&self) -> Result<wsproto::Config, wsproto::ConfigError> {
         let mut builder = wsproto::Config::builder();
         if self.deflate {
+            // No context takeover either way: one compressed frame per broadcast serves every
+            // member, and no compressor or decompressor memory stays with an idle connection.
             let deflate = wsproto::deflate::DeflateConfig::new()
                 .server_no_context_takeover(true)
+                .client_no_context_takeover(true)
                 .level(crate::hub::DEFLATE_LEVEL)
                 .min_size(crate::hub::DEFLATE_MIN);
             builder = builder.deflate(deflate);

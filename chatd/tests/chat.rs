@@ -292,6 +292,7 @@ async fn deflate_members_get_one_compressed_copy_and_plain_members_the_plain_one
     let mut zipped = server.deflate_client("/ws?room=z&nick=zip").await;
     let agreed = *zipped.connection().deflate().expect("chatd accepts permessage-deflate");
     assert!(agreed.server_no_context_takeover && agreed.accepts_shared_frames());
+    assert!(agreed.client_no_context_takeover, "no decompressor memory kept between messages");
     next(&mut zipped).await;
     let text = "the same words again and again, ".repeat(100); // 3,200 bytes of text
     let before = server.metric("chatd_bytes_out_total").await;

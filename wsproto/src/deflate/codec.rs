@@ -201,6 +201,11 @@ mod tests {
         assert_eq!(inflate_all(&mut Inflater::new(false), &two, 100).unwrap(), b"Hello");
         // §7.2.3.6: an empty message is a single 00.
         assert_eq!(inflate_all(&mut Inflater::new(false), &[0x00], 100).unwrap(), b"");
+        // The peer promised no context takeover: nothing is held between messages.
+        let mut released = Inflater::new(true);
+        assert_eq!(inflate_all(&mut released, &hello, 100).unwrap(), b"Hello");
+        assert!(!released.holds_state());
+        assert!(inflater.holds_state(), "context takeover keeps the window");
     }
 
     #[test]
