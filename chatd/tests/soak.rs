@@ -104,7 +104,7 @@ async fn watch(
 
 /// Joins, chats, sometimes drops and recovers with `since`, leaves; until `deadline`.
 async fn churn(addr: std::net::SocketAddr, id: usize, deadline: Instant, counts: Arc<Counts>) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) * 0x2545_f491_4f6c_dd1d));
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut round = 0;
     while Instant::now() < deadline {
         round += 1;
@@ -151,19 +151,30 @@ async fn churn(addr: std::net::SocketAddr, id: usize, deadline: Instant, counts:
     }
 }
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long: run by scripts/soak"]
 async fn soak() {
     let secs: u64 = std::env::var("SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_chatd"))
         .args(["--listen", &addr.to_string(), "--max-connections-per-ip", "0", "--history", "500"])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let pid = child.id();
+    // Killed if the test panics, so no chatd outlives it (and holds the runner's pipes).
+    let mut child = KillOnDrop(child);
+    let pid = child.0.id();
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             break;
@@ -207,7 +218,7 @@ async fn soak() {
     let end_rss = proc_rss_kib(pid);
     let end_fds = proc_fds(pid);
     let _ = Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     let warm = samples.get(samples.len() / 4).map_or(end_rss, |s| s.1);
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(end_rss);
     println!(
