@@ -171,14 +171,20 @@ async fn echo(addr: SocketAddr, args: &Args) -> String {
             let mut next = 0usize;
             let mut sent: VecDeque<Instant> = VecDeque::new();
             let mut rtts = Vec::new();
+            // The next message of the pool, timed from now.
+            macro_rules! send_next {
+                () => {{
+                    sent.push_back(Instant::now());
+                    next = (next + 1) % pool.len();
+                    if binary {
+                        ws.send_binary(bins[next].clone()).await.expect("send")
+                    } else {
+                        ws.send_text(&pool[next]).await.expect("send")
+                    }
+                }};
+            }
             for _ in 0..in_flight {
-                sent.push_back(Instant::now());
-                next = (next + 1) % pool.len();
-                if binary {
-                    ws.send_binary(bins[next].clone()).await.expect("send")
-                } else {
-                    ws.send_text(&pool[next]).await.expect("send")
-                }
+                send_next!();
             }
             while let Some(start) = sent.pop_front() {
                 match ws.recv().await {
@@ -190,13 +196,7 @@ async fn echo(addr: SocketAddr, args: &Args) -> String {
                     _ => break,
                 }
                 if Instant::now() < deadline {
-                    sent.push_back(Instant::now());
-                    next = (next + 1) % pool.len();
-                    if binary {
-                        ws.send_binary(bins[next].clone()).await.expect("send")
-                    } else {
-                        ws.send_text(&pool[next]).await.expect("send")
-                    }
+                    send_next!();
                 }
             }
             let _ = ws.close(CloseCode::Normal, "").await;
