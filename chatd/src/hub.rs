@@ -189,6 +189,8 @@ struct Room {
     name: String,
     seq: u64,
     history: VecDeque<(u64, Arc<str>)>,
+    /// The lowest `since` recoverable exactly (after a crash, what came before may be lost).
+    recoverable_from: u64,
     members: HashMap<u64, Member>,
     last_active: Instant,
 }
@@ -294,17 +296,18 @@ impl Hub {
                 .ok_or(ChatError::TooManyRooms)?;
             rooms.remove(&victim);
         }
-        let (seq, history) = match &self.store {
+        let (seq, history, recoverable_from) = match &self.store {
             Some(store) => store.load(name, self.history).map_err(|e| {
                 tracing::error!("room {name:?}: {e}");
                 ChatError::Unavailable
             })?,
-            None => (0, VecDeque::new()),
+            None => (0, VecDeque::new(), 0),
         };
         let room = Arc::new(Mutex::new(Room {
             name: name.to_owned(),
             seq,
             history,
+            recoverable_from,
             members: HashMap::new(),
             last_active: Instant::now(),
         }));
@@ -328,7 +331,7 @@ impl Hub {
             let oldest = room.history.front().map_or(room.seq + 1, |(seq, _)| *seq);
             // Recovered: every message after `since` is still kept (and `since` is not from a
             // previous life of this room: a client ahead of the server can't be recovered).
-            let mut recovered = since.is_some_and(|s| s <= room.seq && s + 1 >= oldest);
+            let mut recovered = since.is_some_and(|s| s >= room.recoverable_from && s <= room.seq && s + 1 >= oldest);
             let after = if recovered { since.unwrap_or(0) } else { 0 };
             // The newest entries after `after` that fit the budget, so a hello can't overflow
             // the joiner's queue (JSON escaping can make 4 KiB of text 24 KiB on the wire).

@@ -23,7 +23,8 @@
 //! - A crash (`SIGKILL`, power loss): messages broadcast but not yet committed are lost. So that a
 //!   sequence number is never given to two different messages, a store that was not closed
 //!   cleanly resumes every room's numbering [`CRASH_GAP`] past its last committed number: clients
-//!   see a jump, never a reuse.
+//!   see a jump, never a reuse, and a `since` from before the jump is answered with
+//!   `recovered: false` (what was lost is unknown).
 //! - A file that can't be opened or read is reported at start-up and left alone; chatd does not
 //!   replace it.
 
@@ -47,8 +48,10 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// commits.
 pub const CRASH_GAP: u64 = 1_000_000;
 
-/// A room as stored: its last sequence number and its last messages, oldest first.
-pub type Loaded = (u64, VecDeque<(u64, Arc<str>)>);
+/// A room as stored: the sequence number to continue from, its last messages (oldest first),
+/// and the lowest `since` that can still be recovered exactly: after a crash, messages may have
+/// been broadcast and lost, so only `since` at or past the resumed number is known complete.
+pub type Loaded = (u64, VecDeque<(u64, Arc<str>)>, u64);
 
 /// Why the store can't be used. One line for the operator.
 #[derive(Debug)]
@@ -150,8 +153,9 @@ impl Store {
         let read = |e: &dyn fmt::Display| StoreError(format!("reading {}: {e}", self.path.display()));
         let txn = self.db.begin_read().map_err(|e| read(&e))?;
         let rooms = txn.open_table(ROOMS).map_err(|e| read(&e))?;
+        // A room with nothing committed may still have had messages lost in a crash.
         let Some(seq) = rooms.get(room).map_err(|e| read(&e))?.map(|v| v.value()) else {
-            return Ok((0, VecDeque::new()));
+            return Ok((self.gap, VecDeque::new(), self.gap));
         };
         let messages = txn.open_table(MESSAGES).map_err(|e| read(&e))?;
         let from = seq.saturating_sub(history as u64) + 1;
@@ -160,7 +164,8 @@ impl Store {
             let (key, value) = entry.map_err(|e| read(&e))?;
             out.push_back((key.value().1, Arc::from(value.value())));
         }
-        Ok((seq + self.gap, out))
+        let resumed = seq + self.gap;
+        Ok((resumed, out, if self.gap == 0 { 0 } else { resumed }))
     }
 
     /// Queues a message for the next commit. Never waits.
@@ -280,8 +285,8 @@ mod tests {
             store.append("r", seq, Arc::from(format!("m{seq}")));
         }
         store.append("other", 1, Arc::from("x"));
-        let (seq, history) = store.load("r", 3).unwrap();
-        assert_eq!(seq, 5);
+        let (seq, history, recoverable_from) = store.load("r", 3).unwrap();
+        assert_eq!((seq, recoverable_from), (5, 0));
         assert_eq!(history.iter().map(|(s, m)| (*s, &**m)).collect::<Vec<_>>(), [(3, "m3"), (4, "m4"), (5, "m5")]);
         store.close();
         drop(store);
@@ -300,8 +305,10 @@ mod tests {
         assert_eq!(store.load("r", 10).unwrap().0, 1);
         store.abandon(); // no clean mark: as after SIGKILL
         let store = Store::open(&dir, 10).unwrap();
-        let (seq, history) = store.load("r", 10).unwrap();
+        let (seq, history, recoverable_from) = store.load("r", 10).unwrap();
         assert_eq!((seq, history.len()), (1 + CRASH_GAP, 1));
+        assert_eq!(recoverable_from, seq, "nothing before the crash is known complete");
+        assert_eq!(store.load("new", 10).unwrap().0, CRASH_GAP, "a room with nothing stored jumps too");
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

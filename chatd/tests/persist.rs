@@ -95,6 +95,7 @@ async fn sigterm_then_sigkill_with_the_binary() {
     let hello = next(&mut alice).await;
     let seq = hello["seq"].as_u64().unwrap();
     assert!(seq > chatd::store::CRASH_GAP, "numbering jumped past the crash: {seq}");
+    assert_eq!(hello["recovered"], false, "messages may have been lost: not claimed complete");
     let history = texts(&hello);
     assert_eq!(history[0], (1, "one".to_owned()), "the orderly stop's message is kept");
     alice.send_text(&say("r", "three")).await.unwrap();
