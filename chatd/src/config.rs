@@ -14,6 +14,10 @@ pub struct Config {
     /// Where state is kept: with it, room history and sequence numbers survive restarts
     /// (`DIR/history.redb`, see [`crate::store`]). Default none: history lives in memory only.
     pub data_dir: Option<PathBuf>,
+    /// Several nodes sharing rooms through Redis (`--redis`, see [`crate::cluster`]): Redis
+    /// numbers messages, keeps history and presence. Default none: one node, history in memory
+    /// or in `data_dir`.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Automatic certificates from an ACME CA (`--domain`). Default none.
     pub acme: Option<crate::acme::AcmeConfig>,
     /// Origins allowed to open a WebSocket besides the page's own. `*` allows all. Default
@@ -77,6 +81,7 @@ impl Default for Config {
         Config {
             tls: None,
             data_dir: None,
+            cluster: None,
             acme: None,
             allow_origins: Vec::new(),
             http_redirect: None,

@@ -13,8 +13,18 @@
 //! The room map has one lock, held only to find or create a room. Each room has its own lock,
 //! held while a message is numbered, stored and pushed to the outboxes (no I/O happens under
 //! it). Code that needs several rooms at once (a nick change) locks them in name order.
+//!
+//! # Following Redis (`--redis`)
+//!
+//! In cluster mode ([`Hub::clustered`]) this node does not number messages: Redis does (see
+//! [`crate::cluster`]), and every node *follows* each room it has members in. A message arrives
+//! with its sequence number and is delivered to local members only if it is the next one; one
+//! that arrives early waits in the room's `pending` map while the gap is filled from the Redis
+//! stream, and one already delivered is dropped. So each member sees every message once and in
+//! the room's order, whatever the subscription did (reconnects, duplicates, reordering).
+//! Presence notices come from Redis too, so local joins and leaves are not broadcast here.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -193,6 +203,23 @@ struct Room {
     recoverable_from: u64,
     members: HashMap<u64, Member>,
     last_active: Instant,
+    /// Cluster mode: how far this node has followed the room's Redis stream.
+    follow: Follow,
+}
+
+/// Most messages a room holds back while a gap before them is filled; later ones are dropped
+/// and fetched from the stream by the next fill.
+const PENDING_MAX: usize = 4096;
+
+/// Cluster mode: a room's place in its Redis stream (see the module docs).
+#[derive(Debug, Default)]
+struct Follow {
+    /// The room's state was loaded from Redis; until then messages wait in `pending`.
+    synced: bool,
+    /// Messages that arrived before the one due next, by sequence number.
+    pending: BTreeMap<u64, Arc<str>>,
+    /// A fill (a read of the stream from `seq + 1`) is in flight.
+    filling: bool,
 }
 
 impl Room {
@@ -219,6 +246,42 @@ impl Room {
         metrics.messages_out.fetch_add(delivered, Relaxed);
         metrics.bytes_out.fetch_add(bytes, Relaxed);
         kicked
+    }
+
+    /// Delivers message `seq` (broadcast, then kept in the history ring).
+    fn append(&mut self, seq: u64, json: Arc<str>, keep: usize, metrics: &Metrics) -> Vec<String> {
+        let kicked = self.broadcast(&json, None, metrics);
+        self.seq = seq;
+        self.history.push_back((seq, json));
+        while self.history.len() > keep {
+            self.history.pop_front();
+        }
+        self.last_active = Instant::now();
+        kicked
+    }
+
+    /// Cluster mode: delivers the pending messages that are next in order. Returns where a fill
+    /// must start if a gap remains and none is in flight.
+    fn advance(&mut self, keep: usize, metrics: &Metrics, kicked: &mut Vec<String>) -> Option<u64> {
+        if !self.follow.synced {
+            return None;
+        }
+        while let Some(entry) = self.follow.pending.first_entry() {
+            let seq = *entry.key();
+            if seq <= self.seq {
+                entry.remove(); // already delivered
+            } else if seq == self.seq + 1 {
+                let json = entry.remove();
+                kicked.extend(self.append(seq, json, keep, metrics));
+            } else {
+                break;
+            }
+        }
+        if self.follow.pending.is_empty() || self.follow.filling {
+            return None;
+        }
+        self.follow.filling = true;
+        Some(self.seq + 1)
     }
 
     fn nick_in_use(&self, nick: &str, except: u64) -> bool {
@@ -249,6 +312,14 @@ pub struct Hub {
     hello_budget: usize,
     metrics: Arc<Metrics>,
     store: Option<Store>,
+    /// Cluster mode: Redis numbers messages and carries presence (see the module docs).
+    clustered: bool,
+    /// Cluster mode: rooms evicted from memory, to unsubscribe from.
+    evicted: Mutex<Vec<String>>,
+    /// Cluster mode: members removed here whose presence in Redis must go (room, nick).
+    departed: Mutex<Vec<(String, String)>>,
+    /// Wakes whoever processes `departed`.
+    pub departures: Notify,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -260,7 +331,25 @@ impl Hub {
     /// An empty hub keeping `history` messages per room and at most `max_rooms` rooms; a
     /// `hello` carries at most `hello_budget` bytes of history.
     pub fn new(history: usize, max_rooms: usize, hello_budget: usize, metrics: Arc<Metrics>) -> Self {
-        Hub { rooms: Mutex::new(HashMap::new()), history, max_rooms, hello_budget, metrics, store: None }
+        Hub {
+            rooms: Mutex::new(HashMap::new()),
+            history,
+            max_rooms,
+            hello_budget,
+            metrics,
+            store: None,
+            clustered: false,
+            evicted: Mutex::default(),
+            departed: Mutex::default(),
+            departures: Notify::new(),
+        }
+    }
+
+    /// Cluster mode (`--redis`): messages are numbered by Redis and delivered through
+    /// [`Hub::deliver`]; presence notices come through [`Hub::notice`].
+    pub fn clustered(mut self) -> Self {
+        self.clustered = true;
+        self
     }
 
     /// Keeps history and sequence numbers in `store` (`--data-dir`): rooms not in memory are
@@ -295,6 +384,9 @@ impl Hub {
                 .map(|(_, name)| name)
                 .ok_or(ChatError::TooManyRooms)?;
             rooms.remove(&victim);
+            if self.clustered {
+                lock(&self.evicted).push(victim);
+            }
         }
         let (seq, history, recoverable_from) = match &self.store {
             Some(store) => store.load(name, self.history).map_err(|e| {
@@ -310,6 +402,7 @@ impl Hub {
             recoverable_from,
             members: HashMap::new(),
             last_active: Instant::now(),
+            follow: Follow::default(),
         }));
         rooms.insert(name.to_owned(), room.clone());
         self.metrics.rooms.store(rooms.len() as u64, Relaxed);
@@ -319,6 +412,32 @@ impl Hub {
     /// Joins `room`: sends `me` the `hello` (members, history after `since`), then tells the
     /// others.
     pub fn join(&self, me: &Me<'_>, room_name: &str, since: Option<u64>) -> Result<(), ChatError> {
+        self.join_with(me, room_name, since, None)
+    }
+
+    /// Whether `me` may join `room` as far as this node knows (cluster mode asks this before it
+    /// asks Redis, then joins with [`Hub::join_with`]).
+    pub fn may_join(&self, me: &Me<'_>, room_name: &str) -> Result<(), ChatError> {
+        let Ok(room) = self.room(room_name, false) else { return Ok(()) };
+        let room = lock(&room);
+        if room.members.contains_key(&me.id) {
+            return Err(ChatError::AlreadyJoined);
+        }
+        if room.nick_in_use(me.nick, me.id) {
+            return Err(ChatError::NickTaken);
+        }
+        Ok(())
+    }
+
+    /// [`Hub::join`], with the member list of the whole cluster (`Some`, cluster mode: the room
+    /// must be followed already, and Redis announces the join) or of this node (`None`).
+    pub fn join_with(
+        &self,
+        me: &Me<'_>,
+        room_name: &str,
+        since: Option<u64>,
+        everyone: Option<&[String]>,
+    ) -> Result<(), ChatError> {
         let room = self.room(room_name, true)?;
         let kicked = {
             let mut room = lock(&room);
@@ -327,6 +446,9 @@ impl Hub {
             }
             if room.nick_in_use(me.nick, me.id) {
                 return Err(ChatError::NickTaken);
+            }
+            if self.clustered && !room.follow.synced {
+                return Err(ChatError::Unavailable);
             }
             let oldest = room.history.front().map_or(room.seq + 1, |(seq, _)| *seq);
             // Recovered: every message after `since` is still kept (and `since` is not from a
@@ -343,15 +465,21 @@ impl Hub {
             });
             let (fit, wanted) = (fit.count(), wanted.count());
             recovered &= fit == wanted;
-            let mut members: Vec<&str> = room.members.values().map(|m| m.nick.as_str()).collect();
-            members.push(me.nick);
+            let mut members: Vec<&str> = match everyone {
+                Some(everyone) => everyone.iter().map(String::as_str).collect(),
+                None => room.members.values().map(|m| m.nick.as_str()).chain([me.nick]).collect(),
+            };
             members.sort_unstable();
+            members.dedup();
             let history = room.history.iter().skip(room.history.len() - fit).map(|(_, json)| &**json);
             let hello = protocol::hello(me.nick, &room.name, &members, room.seq, recovered, history);
             me.outbox.push(Frames::new(&hello).for_member(me.deflate));
             let member = Member { nick: me.nick.to_owned(), outbox: me.outbox.clone(), deflate: me.deflate };
             room.members.insert(me.id, member);
             room.last_active = Instant::now();
+            if self.clustered {
+                return Ok(()); // Redis announces the join
+            }
             let notice = protocol::presence("join", &room.name, me.nick);
             room.broadcast(&notice, Some(me.id), &self.metrics)
         };
@@ -359,18 +487,35 @@ impl Hub {
         Ok(())
     }
 
-    /// Leaves `room` and tells the remaining members. The room and its history stay.
-    pub fn leave(&self, id: u64, room_name: &str) -> Result<(), ChatError> {
+    /// Leaves `room` and tells the remaining members (in cluster mode Redis tells them). The room
+    /// and its history stay. Returns the nick the member had.
+    pub fn leave(&self, id: u64, room_name: &str) -> Result<String, ChatError> {
         let room = self.room(room_name, false)?;
-        let kicked = {
+        let (nick, kicked) = {
             let mut room = lock(&room);
             let member = room.members.remove(&id).ok_or(ChatError::NotInRoom)?;
             room.last_active = Instant::now();
+            if self.clustered {
+                return Ok(member.nick);
+            }
             let notice = protocol::presence("leave", &room.name, &member.nick);
-            room.broadcast(&notice, None, &self.metrics)
+            (member.nick, room.broadcast(&notice, None, &self.metrics))
         };
         self.announce_kicked(&room, kicked);
-        Ok(())
+        Ok(nick)
+    }
+
+    /// Whether a member of `room` on this node has `nick`.
+    pub fn has_nick(&self, room_name: &str, nick: &str) -> bool {
+        self.room(room_name, false).is_ok_and(|room| lock(&room).nick_in_use(nick, u64::MAX))
+    }
+
+    /// Cluster mode: the nick member `id` speaks with in `room` (the message itself goes to
+    /// Redis, which numbers it).
+    pub fn speaker(&self, id: u64, room_name: &str) -> Result<String, ChatError> {
+        let room = self.room(room_name, false)?;
+        let room = lock(&room);
+        room.members.get(&id).map(|m| m.nick.clone()).ok_or(ChatError::NotInRoom)
     }
 
     /// Numbers, stores and broadcasts a message from member `id` (stamped with the nick the
@@ -380,20 +525,13 @@ impl Hub {
         let (seq, kicked) = {
             let mut room = lock(&room);
             let nick = room.members.get(&id).ok_or(ChatError::NotInRoom)?.nick.clone();
-            room.seq += 1;
-            let seq = room.seq;
+            let seq = room.seq + 1;
             let json: Arc<str> = protocol::message(&room.name, seq, &nick, text, now_ms()).into();
-            let kicked = room.broadcast(&json, None, &self.metrics);
             // Queued under the room's lock, so the store sees each room's messages in order.
             if let Some(store) = &self.store {
                 store.append(&room.name, seq, json.clone());
             }
-            room.history.push_back((seq, json));
-            while room.history.len() > self.history {
-                room.history.pop_front();
-            }
-            room.last_active = Instant::now();
-            (seq, kicked)
+            (seq, room.append(seq, json, self.history, &self.metrics))
         };
         self.metrics.messages_in.fetch_add(1, Relaxed);
         self.announce_kicked(&room, kicked);
@@ -415,6 +553,9 @@ impl Hub {
             for room in guards.iter_mut() {
                 let Some(member) = room.members.get_mut(&id) else { continue };
                 let old = std::mem::replace(&mut member.nick, new.to_owned());
+                if self.clustered {
+                    continue; // Redis announces the change
+                }
                 let notice = protocol::nick_change(&room.name, &old, new);
                 let kicked = room.broadcast(&notice, None, &self.metrics);
                 kicked_all.push(kicked);
@@ -428,11 +569,151 @@ impl Hub {
 
     /// Tells a room about members removed for falling behind (which may kick more).
     fn announce_kicked(&self, room: &Arc<Mutex<Room>>, mut kicked: Vec<String>) {
+        if self.clustered {
+            if !kicked.is_empty() {
+                let name = lock(room).name.clone();
+                lock(&self.departed).extend(kicked.into_iter().map(|nick| (name.clone(), nick)));
+                self.departures.notify_one();
+            }
+            return;
+        }
         while let Some(nick) = kicked.pop() {
             let mut room = lock(room);
             let notice = protocol::presence("leave", &room.name, &nick);
             kicked.extend(room.broadcast(&notice, None, &self.metrics));
         }
+    }
+
+    /// Cluster mode: the members removed for falling behind since the last call, as (room,
+    /// nick), for the cluster to remove from presence.
+    pub fn take_departed(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *lock(&self.departed))
+    }
+
+    /// Cluster mode: rooms evicted from memory since the last call.
+    pub fn take_evicted(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.evicted))
+    }
+
+    /// Cluster mode: makes sure `room` exists here (evicting an idle one if needed) and says
+    /// whether its state was loaded from Redis yet.
+    pub fn follow(&self, room_name: &str) -> Result<bool, ChatError> {
+        let room = self.room(room_name, true)?;
+        let synced = lock(&room).follow.synced;
+        Ok(synced)
+    }
+
+    /// Cluster mode: the room's state as read from Redis (its last sequence number and last
+    /// messages, oldest first), taken if the room is not following yet. Messages that arrived
+    /// meanwhile are delivered if they come after it. Returns where a fill must start, if one
+    /// must.
+    pub fn synced(&self, room_name: &str, seq: u64, history: Vec<(u64, Arc<str>)>) -> Option<u64> {
+        let room = self.room(room_name, false).ok()?;
+        let mut kicked = Vec::new();
+        let fill = {
+            let mut room = lock(&room);
+            if !room.follow.synced {
+                room.follow.synced = true;
+                room.seq = seq;
+                room.history = history.into();
+                while room.history.len() > self.history {
+                    room.history.pop_front();
+                }
+            }
+            room.advance(self.history, &self.metrics, &mut kicked)
+        };
+        self.announce_kicked(&room, kicked);
+        fill
+    }
+
+    /// Cluster mode: message `seq` of `room` as published by Redis. Delivered if it is the
+    /// next one, dropped if it was delivered already, held back otherwise. Returns where a fill
+    /// must start, if one must.
+    pub fn deliver(&self, room_name: &str, seq: u64, json: Arc<str>) -> Option<u64> {
+        let room = self.room(room_name, false).ok()?;
+        let mut kicked = Vec::new();
+        let fill = {
+            let mut room = lock(&room);
+            if room.follow.synced && seq <= room.seq {
+                return None;
+            }
+            if room.follow.pending.len() < PENDING_MAX {
+                room.follow.pending.insert(seq, json);
+            }
+            room.advance(self.history, &self.metrics, &mut kicked)
+        };
+        self.announce_kicked(&room, kicked);
+        fill
+    }
+
+    /// Cluster mode: the result of a fill: the stream's messages after the last one delivered
+    /// here. Messages the stream no longer holds (trimmed, or lost by Redis) are skipped:
+    /// local members can't get them, and a `since` before the skip is answered `recovered:
+    /// false`. Returns where the next fill must start, if one must.
+    pub fn filled(&self, room_name: &str, entries: Vec<(u64, Arc<str>)>) -> Option<u64> {
+        let room = self.room(room_name, false).ok()?;
+        let mut kicked = Vec::new();
+        let fill = {
+            let mut room = lock(&room);
+            room.follow.filling = false;
+            for (seq, json) in entries {
+                if seq > room.seq && room.follow.pending.len() < PENDING_MAX {
+                    room.follow.pending.insert(seq, json);
+                }
+            }
+            if let Some(&next) = room.follow.pending.keys().next() {
+                if next > room.seq + 1 && room.follow.synced {
+                    tracing::warn!(
+                        room = %room.name,
+                        "messages {}..{} are no longer in Redis: members here skip them",
+                        room.seq + 1,
+                        next - 1
+                    );
+                    room.recoverable_from = next - 1;
+                    room.seq = next - 1;
+                }
+            }
+            room.advance(self.history, &self.metrics, &mut kicked)
+        };
+        self.announce_kicked(&room, kicked);
+        fill
+    }
+
+    /// Cluster mode: Redis says `room` has reached `latest`. If this node is behind and no fill
+    /// is in flight, returns where a fill must start.
+    pub fn behind(&self, room_name: &str, latest: u64) -> Option<u64> {
+        let room = self.room(room_name, false).ok()?;
+        let mut room = lock(&room);
+        if !room.follow.synced || room.follow.filling || latest <= room.seq {
+            return None;
+        }
+        room.follow.filling = true;
+        Some(room.seq + 1)
+    }
+
+    /// Cluster mode: the rooms held here and the last sequence number delivered in each (`None`
+    /// while a room's state is still being loaded).
+    pub fn followed(&self) -> Vec<(String, Option<u64>)> {
+        let rooms: Vec<_> = lock(&self.rooms).values().cloned().collect();
+        rooms
+            .iter()
+            .map(|room| {
+                let room = lock(room);
+                (room.name.clone(), room.follow.synced.then_some(room.seq))
+            })
+            .collect()
+    }
+
+    /// Cluster mode: a presence notice from Redis, for every member here except one with nick
+    /// `skip` (the joiner, who gets a `hello` instead).
+    pub fn notice(&self, room_name: &str, json: &str, skip: Option<&str>) {
+        let Ok(room) = self.room(room_name, false) else { return };
+        let kicked = {
+            let mut room = lock(&room);
+            let skip = skip.and_then(|nick| room.members.iter().find(|(_, m)| m.nick == nick).map(|(id, _)| *id));
+            room.broadcast(json, skip, &self.metrics)
+        };
+        self.announce_kicked(&room, kicked);
     }
 
     /// Nicks in a room, sorted (for tests and diagnostics).

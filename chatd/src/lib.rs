@@ -9,6 +9,7 @@
 //! - [`session`]: one chat connection's loop between its WebSocket and the rooms.
 //! - [`hub`]: rooms, sequence numbers, history, fan-out encoded once.
 //! - [`store`]: history and sequence numbers on disk (`--data-dir`).
+//! - [`cluster`]: several nodes sharing rooms through Redis (`--redis`).
 //! - [`protocol`]: wire protocol v1 (JSON text frames; `docs/PROTOCOL.md`).
 //! - [`tls`]: rustls configuration and certificate reloading.
 //! - [`acme`]: automatic certificates (`--domain`): orders, challenges, storage, renewal.
@@ -20,6 +21,7 @@
 //! `127.0.0.1:0` and stop it when they like.
 
 pub mod acme;
+pub mod cluster;
 pub mod config;
 pub mod doctor;
 pub mod http;
@@ -60,6 +62,8 @@ pub enum Error {
     Acme(acme::AcmeError),
     /// The history store could not be opened.
     Store(store::StoreError),
+    /// Redis could not be used.
+    Cluster(cluster::ClusterError),
     /// A listener could not be bound.
     Bind(SocketAddr, std::io::Error),
 }
@@ -72,6 +76,7 @@ impl fmt::Display for Error {
             Error::Tls(e) => write!(f, "{e}"),
             Error::Acme(e) => write!(f, "{e}"),
             Error::Store(e) => write!(f, "{e}"),
+            Error::Cluster(e) => write!(f, "{e}"),
             Error::Bind(addr, e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 write!(f, "cannot listen on {addr}: address already in use (is another chatd running?)")
             }
@@ -88,6 +93,7 @@ pub struct Shared {
     config: Config,
     ws_config: wsproto::Config,
     hub: hub::Hub,
+    cluster: Option<cluster::Cluster>,
     metrics: Arc<Metrics>,
     tls: Option<tls::Tls>,
     challenges: Arc<acme::Challenges>,
@@ -108,6 +114,12 @@ pub struct Prepared {
 /// `main` report a bad flag or file before binding anything.
 pub fn preflight(config: &Config) -> Result<Prepared, Error> {
     config.websocket().map_err(Error::Limits)?;
+    if let Some(cluster) = &config.cluster {
+        cluster::check_url(&cluster.url).map_err(Error::Cluster)?;
+        if cluster.node_expiry < std::time::Duration::from_secs(1) {
+            return Err(Error::Config("--node-expiry must be at least 1 second".into()));
+        }
+    }
     if config.acme_webroot.is_some() && config.http_redirect.is_none() {
         return Err(Error::Config("--acme-webroot needs --http-redirect".into()));
     }
@@ -149,12 +161,23 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let (stop, stopped) = watch::channel(false);
     // Half the joiner's queue for the history in a hello, so live messages still fit.
     let mut hub = hub::Hub::new(config.history, config.max_rooms, config.queue_bytes / 2, metrics.clone());
-    if let Some(dir) = &config.data_dir {
+    let cluster = match &config.cluster {
+        Some(cluster) => {
+            hub = hub.clustered();
+            if config.data_dir.is_some() {
+                info!("history is kept in Redis (--redis); --data-dir holds ACME state only");
+            }
+            Some(cluster::Cluster::connect(cluster, config.history).await.map_err(Error::Cluster)?)
+        }
+        None => None,
+    };
+    if let (Some(dir), None) = (&config.data_dir, &cluster) {
         hub = hub.with_store(store::Store::open(dir, config.history).map_err(Error::Store)?);
     }
     let shared = Arc::new(Shared {
         ws_config: config.websocket().map_err(Error::Limits)?,
         hub,
+        cluster,
         metrics,
         tls,
         challenges,
@@ -177,6 +200,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         }
         _ => {}
     }
+    cluster::spawn(shared.clone(), stopped.clone(), &mut background);
     if let Some(listener) = redirect {
         let webroot = shared.config.acme_webroot.clone();
         info!("redirecting http://{} to https", listener.local_addr().map_err(|e| Error::Config(e.to_string()))?);
@@ -203,6 +227,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
     connections.shutdown().await;
     background.shutdown().await;
+    if let Some(cluster) = &shared.cluster {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), cluster.shutdown()).await;
+    }
     if let Some(store) = shared.hub.store().cloned() {
         // Every session has left: commit what is queued and mark the store clean.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;

@@ -47,6 +47,15 @@ struct Cli {
     /// survive restarts, and with --domain the ACME account and certificates (files 0600).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Run as one node of several sharing rooms through Redis (redis://HOST:PORT, rediss://
+    /// for TLS): Redis numbers messages, keeps each room's last --history messages and who is
+    /// in which room. Replaces --data-dir's history (which then holds ACME state only).
+    #[arg(long, global = true, value_name = "URL")]
+    redis: Option<String>,
+    /// With --redis: seconds after which a node that stopped renewing its lease (crashed, cut
+    /// off) is dropped from presence, its members announced as gone.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    node_expiry: u64,
     /// Contact e-mail for the ACME account (the CA's expiry and policy notices). Optional.
     #[arg(long, global = true, value_name = "EMAIL")]
     acme_email: Option<String>,
@@ -152,6 +161,9 @@ impl Cli {
         chatd::Config {
             tls: self.cert.zip(self.key).map(|(cert, key)| chatd::TlsFiles { cert, key }),
             data_dir: self.data_dir,
+            cluster: self
+                .redis
+                .map(|url| chatd::cluster::ClusterConfig { url, node_expiry: Duration::from_secs(self.node_expiry) }),
             acme,
             allow_origins: self.allow_origin,
             http_redirect: self.http_redirect,

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub tls_reloads: AtomicU64,
     /// Certificate reloads that failed (the old certificate stays).
     pub tls_reload_failures: AtomicU64,
+    /// Cluster mode: reads of a room's Redis stream to fill a gap in what this node received.
+    pub cluster_fills: AtomicU64,
     rejected: [AtomicU64; 7],
 }
 
@@ -103,6 +105,12 @@ impl Metrics {
             "counter",
             "Failed certificate reloads.",
             self.tls_reload_failures.load(Relaxed),
+        );
+        one(
+            "cluster_fills_total",
+            "counter",
+            "Reads of a Redis stream to fill a gap in the subscription.",
+            self.cluster_fills.load(Relaxed),
         );
         out.push_str("# HELP chatd_rejected_total Connections refused before a chat session, by reason.\n");
         out.push_str("# TYPE chatd_rejected_total counter\n");

@@ -84,6 +84,17 @@ pub fn message(room: &str, seq: u64, nick: &str, text: &str, ts: u64) -> String 
     to_json(&MessageOut { kind: "message", room, seq, nick, text, ts })
 }
 
+/// A chat message split around its sequence number, for a numberer that inserts the digits
+/// (cluster mode: a Redis script). `prefix + seq + suffix` is [`message`]'s output.
+pub fn message_parts(room: &str, nick: &str, text: &str, ts: u64) -> (String, String) {
+    let mut json = message(room, 0, nick, text, ts);
+    // The room name is plain ASCII (see `valid_room`), so the first `"seq":0` is the field.
+    let at = json.find("\"seq\":0,").map_or(0, |i| i + "\"seq\":".len());
+    let suffix = json.split_off(at + 1);
+    json.pop(); // the 0
+    (json, suffix)
+}
+
 #[derive(Serialize)]
 struct Presence<'a> {
     #[serde(rename = "type")]
@@ -179,6 +190,12 @@ pub fn valid_nick(nick: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_parts_join_around_the_number() {
+        let (prefix, suffix) = message_parts("lobby", "ann", "\"seq\":0, quoted", 7);
+        assert_eq!(format!("{prefix}42{suffix}"), message("lobby", 42, "ann", "\"seq\":0, quoted", 7));
+    }
 
     #[test]
     fn parses_every_request_type() {

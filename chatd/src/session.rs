@@ -107,7 +107,7 @@ where
     };
     shared.metrics.sessions.fetch_add(1, Relaxed);
     info!(id = start.id, peer = %start.peer, nick = %session.nick, room = %start.room, "session open");
-    let mut flow = match session.join(&start.room, start.since) {
+    let mut flow = match session.join(&start.room, start.since).await {
         Ok(()) => Flow::Continue,
         Err(e) => {
             session.error(e.code(), "cannot join");
@@ -120,7 +120,7 @@ where
             () = inbox.kick.kicked() => session.fell_behind(),
             _ = shutdown.changed() => Flow::Close(CloseCode::GoingAway, "server shutting down"),
             Some(frame) = inbox.rx.recv() => session.write(frame, &mut inbox),
-            event = session.ws.recv() => session.on_event(event),
+            event = session.ws.recv() => session.on_event(event).await,
         };
     }
     if let Flow::Close(code, reason) = flow {
@@ -138,7 +138,7 @@ where
         }
     }
     for room in std::mem::take(&mut session.rooms) {
-        let _ = shared.hub.leave(session.id, &room);
+        session.leave(&room).await.ok();
     }
     shared.metrics.sessions.fetch_sub(1, Relaxed);
     info!(id = session.id, "session closed");
@@ -153,9 +153,30 @@ where
         Me { id: self.id, nick: &self.nick, outbox: &self.outbox, deflate }
     }
 
-    fn join(&mut self, room: &str, since: Option<u64>) -> Result<(), ChatError> {
-        self.shared.hub.join(&self.me(), room, since)?;
+    async fn join(&mut self, room: &str, since: Option<u64>) -> Result<(), ChatError> {
+        match &self.shared.cluster {
+            Some(cluster) => cluster.join(&self.shared.hub, &self.me(), room, since).await?,
+            None => self.shared.hub.join(&self.me(), room, since)?,
+        }
         self.rooms.push(room.to_owned());
+        Ok(())
+    }
+
+    async fn leave(&mut self, room: &str) -> Result<(), ChatError> {
+        let nick = self.shared.hub.leave(self.id, room)?;
+        self.rooms.retain(|r| r != room);
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.leave(&self.shared.hub, room, &nick).await;
+        }
+        Ok(())
+    }
+
+    async fn rename(&mut self, nick: String) -> Result<(), ChatError> {
+        match &self.shared.cluster {
+            Some(cluster) => cluster.rename(&self.shared.hub, self.id, &self.nick, &self.rooms, &nick).await?,
+            None => self.shared.hub.rename(self.id, &self.rooms, &nick)?,
+        }
+        self.nick = nick;
         Ok(())
     }
 
@@ -189,11 +210,11 @@ where
         let _ = self.ws.queue_text(&protocol::error(code, text));
     }
 
-    fn on_event(&mut self, event: Result<Option<Event>, wsproto::Error>) -> Flow {
+    async fn on_event(&mut self, event: Result<Option<Event>, wsproto::Error>) -> Flow {
         match event {
             Ok(Some(Event::Text(text))) => {
                 self.shared.metrics.bytes_in.fetch_add(text.len() as u64, Relaxed);
-                self.on_text(&text)
+                self.on_text(&text).await
             }
             Ok(Some(Event::Binary(_))) => Flow::Close(CloseCode::UnsupportedData, "text frames only"),
             Ok(Some(Event::Ping(_) | Event::Pong(_))) => Flow::Continue,
@@ -205,7 +226,7 @@ where
         }
     }
 
-    fn on_text(&mut self, text: &str) -> Flow {
+    async fn on_text(&mut self, text: &str) -> Flow {
         let request = match protocol::parse(text) {
             Ok(request) => request,
             Err(e) => {
@@ -214,7 +235,7 @@ where
             }
         };
         let result = match request {
-            ClientMsg::Message { room, text } => return self.say(room, &text),
+            ClientMsg::Message { room, text } => return self.say(room, &text).await,
             ClientMsg::Join { room, since } => {
                 if !protocol::valid_room(&room) {
                     self.error("bad_room", "room names are 1-32 of A-Z a-z 0-9 - _ .");
@@ -224,25 +245,15 @@ where
                     self.error("too_many_rooms", "leave a room first");
                     return Flow::Continue;
                 }
-                self.join(&room, since)
+                self.join(&room, since).await
             }
-            ClientMsg::Leave { room } => {
-                let result = self.shared.hub.leave(self.id, &room);
-                if result.is_ok() {
-                    self.rooms.retain(|r| *r != room);
-                }
-                result
-            }
+            ClientMsg::Leave { room } => self.leave(&room).await,
             ClientMsg::Nick { nick } => {
                 if !protocol::valid_nick(&nick) {
                     self.error("bad_nick", "nicks are 1-24 letters, digits, - _ .");
                     return Flow::Continue;
                 }
-                let result = self.shared.hub.rename(self.id, &self.rooms, &nick);
-                if result.is_ok() {
-                    self.nick = nick;
-                }
-                result
+                self.rename(nick).await
             }
         };
         if let Err(e) = result {
@@ -251,7 +262,7 @@ where
         Flow::Continue
     }
 
-    fn say(&mut self, room: Option<String>, text: &str) -> Flow {
+    async fn say(&mut self, room: Option<String>, text: &str) -> Flow {
         if !self.bucket.take() {
             self.shared.metrics.rate_limited.fetch_add(1, Relaxed);
             // A client that keeps going after a burst's worth of refusals is not a person typing.
@@ -269,7 +280,16 @@ where
             self.error("not_in_room", "join a room first");
             return Flow::Continue;
         };
-        if let Err(e) = self.shared.hub.say(self.id, &room, text) {
+        let said = match &self.shared.cluster {
+            Some(cluster) => match self.shared.hub.speaker(self.id, &room) {
+                Ok(nick) => cluster.say(&room, &nick, text).await.inspect(|_| {
+                    self.shared.metrics.messages_in.fetch_add(1, Relaxed);
+                }),
+                Err(e) => Err(e),
+            },
+            None => self.shared.hub.say(self.id, &room, text),
+        };
+        if let Err(e) = said {
             self.error(e.code(), "message refused");
         }
         Flow::Continue

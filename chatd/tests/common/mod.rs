@@ -154,6 +154,7 @@ pub fn config() -> chatd::Config {
     }
 }
 
+pub mod redis;
 pub mod tls;
 
 /// The chatd binary running with `args`, its stderr lines on a channel. Killed when dropped.
