@@ -89,3 +89,145 @@ async fn two_nodes_one_room_one_order() {
     assert_eq!(next(&mut second_alice).await["code"], "nick_taken");
     assert_eq!(close_of(&mut second_alice).await.code, wsproto::CloseCode::PolicyViolation);
 }
+
+/// The chatd binary as a node on a free port, once it listens.
+fn node(redis: &Redis) -> (Running, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let url = redis.url();
+    let mut running = Running::start(&["--listen", &addr.to_string(), "--redis", &url, "--node-expiry", "2"]);
+    running.wait_for("listening on http://");
+    (running, addr)
+}
+
+async fn client(addr: SocketAddr, target: &str) -> WebSocket<TcpStream> {
+    common::connect(addr, target, None).await.unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: run scripts/cluster-test"]
+async fn three_nodes_agree_on_presence_and_forget_a_killed_node() {
+    let redis = Redis::start("cluster-presence");
+    let (_one, addr1) = node(&redis);
+    let (_two, addr2) = node(&redis);
+    let (mut three, addr3) = node(&redis);
+    let mut alice = client(addr1, "/ws?room=r&nick=alice").await;
+    next(&mut alice).await;
+    let mut bob = client(addr2, "/ws?room=r&nick=bob").await;
+    next(&mut bob).await;
+    let mut carol = client(addr3, "/ws?room=r&nick=carol").await;
+    next(&mut carol).await;
+    // Every node gives a newcomer the same list.
+    let mut lists = Vec::new();
+    for (addr, nick) in [(addr1, "dave"), (addr2, "erin"), (addr3, "frank")] {
+        let mut ws = client(addr, &format!("/ws?room=r&nick={nick}")).await;
+        let mut list = members(&next(&mut ws).await);
+        list.retain(|m| m != nick);
+        lists.push(list);
+        ws.close(wsproto::CloseCode::Normal, "").await.unwrap();
+        while ws.recv().await.unwrap().is_some() {}
+    }
+    assert!(lists.iter().all(|l| l == &["alice", "bob", "carol"]), "{lists:?}");
+    // A node killed outright: its member leaves presence once the lease (2 s) runs out.
+    let killed = Instant::now();
+    three.child.kill().unwrap();
+    three.child.wait().unwrap();
+    loop {
+        let event = next(&mut alice).await;
+        if event["type"] == "leave" && event["nick"] == "carol" {
+            break;
+        }
+    }
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(5), "carol left presence {took:?} after her node died (expiry 2 s)");
+    println!("carol's node was reaped {took:?} after SIGKILL (--node-expiry 2)");
+    let mut ws = client(addr2, "/ws?room=r&nick=gina").await;
+    assert_eq!(members(&next(&mut ws).await), ["alice", "bob", "gina"]);
+    // carol reconnects to a live node under the same nick.
+    let mut carol = client(addr1, "/ws?room=r&nick=carol").await;
+    assert_eq!(next(&mut carol).await["type"], "hello");
+    assert_eq!(next_of(&mut bob, "join").await["nick"], "carol");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: run scripts/cluster-test"]
+async fn a_redis_restart_loses_nothing_since_cannot_recover() {
+    let mut redis = Redis::start("cluster-restart");
+    let a = Server::start(node_config(&redis)).await;
+    let b = Server::start(node_config(&redis)).await;
+    let mut alice = a.client("/ws?room=r&nick=alice").await;
+    next(&mut alice).await;
+    let mut bob = b.client("/ws?room=r&nick=bob").await;
+    next(&mut bob).await;
+    for i in 1..=5 {
+        alice.send_text(&say("r", &format!("before {i}"))).await.unwrap();
+    }
+    assert_eq!(messages(&mut bob, 5).await.last().unwrap().0, 5);
+
+    redis.stop();
+    // While Redis is away a message is refused, never half-sent.
+    alice.send_text(&say("r", "while down")).await.unwrap();
+    assert_eq!(next_of(&mut alice, "error").await["code"], "unavailable");
+    redis.restart();
+
+    // Once the nodes are back on Redis, messages flow again, numbering continues.
+    let mut sent = 0;
+    let first = loop {
+        sent += 1;
+        alice.send_text(&say("r", &format!("after {sent}"))).await.unwrap();
+        let event = loop {
+            let e = next(&mut alice).await;
+            if e["type"] == "message" || e["type"] == "error" {
+                break e;
+            }
+        };
+        if event["type"] == "message" {
+            break event;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // a client's retry, not a synchronisation
+    };
+    assert_eq!(first["seq"], 6, "numbering continues after the restart");
+    assert_eq!(first["text"], format!("after {sent}"));
+    for i in 1..=3 {
+        alice.send_text(&say("r", &format!("more {i}"))).await.unwrap();
+    }
+    let seen: Vec<u64> = messages(&mut alice, 3).await.iter().map(|m| m.0).collect();
+    assert_eq!(seen, [7, 8, 9]);
+    // bob's node may have resubscribed later than alice's: it fills the gap from the stream, so
+    // bob gets 6..=9 once each, in order.
+    let seen: Vec<(u64, String)> = messages(&mut bob, 4).await.into_iter().map(|m| (m.0, m.2)).collect();
+    assert_eq!(seen.iter().map(|m| m.0).collect::<Vec<_>>(), [6, 7, 8, 9]);
+    // And a client that was away for all of it recovers exactly with `since`.
+    let mut carol = b.client("/ws?room=r&nick=carol&since=5").await;
+    let hello = next(&mut carol).await;
+    assert_eq!(hello["recovered"], true);
+    let missed: Vec<u64> = hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(missed, [6, 7, 8, 9]);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: run scripts/cluster-test"]
+async fn messages_published_while_unsubscribed_are_filled_from_the_stream() {
+    let redis = Redis::start("cluster-fill");
+    let a = Server::start(node_config(&redis)).await;
+    let b = Server::start(node_config(&redis)).await;
+    let mut alice = a.client("/ws?room=r&nick=alice").await;
+    next(&mut alice).await;
+    let mut bob = b.client("/ws?room=r&nick=bob").await;
+    next(&mut bob).await;
+    alice.send_text(&say("r", "one")).await.unwrap();
+    messages(&mut bob, 1).await;
+    // Redis drops every subscriber; what is published next reaches no node.
+    let killed = redis.command("CLIENT KILL TYPE pubsub").unwrap();
+    assert!(killed.starts_with(":2"), "both nodes' subscriptions were dropped: {killed}");
+    for i in 2..=6 {
+        alice.send_text(&say("r", &format!("unheard {i}"))).await.unwrap();
+    }
+    // Both nodes resubscribe and read 2..=6 from the stream: once each, in order.
+    let seqs = |m: Vec<(u64, String, String)>| m.into_iter().map(|m| m.0).collect::<Vec<_>>();
+    assert_eq!(seqs(messages(&mut bob, 5).await), [2, 3, 4, 5, 6]);
+    assert_eq!(seqs(messages(&mut alice, 6).await), [1, 2, 3, 4, 5, 6]);
+    assert!(b.metric("chatd_cluster_fills_total").await >= 1);
+    alice.send_text(&say("r", "seven")).await.unwrap();
+    assert_eq!(seqs(messages(&mut bob, 1).await), [7]);
+}
