@@ -84,10 +84,14 @@ return seq
 const JOIN: &str = r"
 local owner = redis.call('HGET', KEYS[1], ARGV[2])
 local now = tonumber(ARGV[3])
+local known = {}
 local function alive(node)
   if node == ARGV[1] then return true end
-  local lease = redis.call('ZSCORE', KEYS[3], node)
-  return lease and tonumber(lease) > now
+  if known[node] == nil then
+    local lease = redis.call('ZSCORE', KEYS[3], node)
+    known[node] = (lease and tonumber(lease) > now) or false
+  end
+  return known[node]
 end
 if owner and alive(owner) and owner ~= ARGV[1] then return nil end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
@@ -205,8 +209,14 @@ impl std::error::Error for ClusterError {}
 
 /// Checks that `url` is a Redis URL (start-up, before anything is bound).
 pub fn check_url(url: &str) -> Result<Client, ClusterError> {
-    Client::open(url)
-        .map_err(|e| ClusterError(format!("--redis {url:?} is not a Redis URL ({e}); expected redis://HOST:PORT")))
+    use redis::IntoConnectionInfo;
+    let bad = |e: redis::RedisError| {
+        ClusterError(format!("--redis {url:?} is not a Redis URL ({e}); expected redis://HOST:PORT"))
+    };
+    // TCP_NODELAY: a request of a few hundred bytes must not wait for the previous one's ACK.
+    let nodelay = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+    let info = url.into_connection_info().map_err(bad)?.set_tcp_settings(nodelay);
+    Client::open(info).map_err(bad)
 }
 
 struct Scripts {
@@ -559,7 +569,8 @@ async fn subscriber(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                     _ = ping.tick() => {
                         let sink = lock(&cluster.sink).clone();
                         let Some(mut sink) = sink else { break };
-                        if request::<String>("PING", sink.ping()).await.is_err() {
+                        // In subscribed mode the answer is ["pong", ""]: any answer will do.
+                        if request::<redis::Value>("PING", sink.ping()).await.is_err() {
                             break;
                         }
                     }
@@ -597,6 +608,7 @@ async fn resubscribe(shared: &Shared) -> Result<PubSubStream, String> {
             .map_err(|e| e.to_string())?;
     }
     *lock(&cluster.sink) = Some(sink);
+    shared.metrics.cluster_resubscribes.fetch_add(1, Relaxed);
     info!("Redis subscription restored ({} rooms); filling what was missed", rooms.len());
     for (room, seq) in rooms {
         if seq.is_some() {

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub tls_reload_failures: AtomicU64,
     /// Cluster mode: reads of a room's Redis stream to fill a gap in what this node received.
     pub cluster_fills: AtomicU64,
+    /// Cluster mode: times the Redis subscription was lost and restored.
+    pub cluster_resubscribes: AtomicU64,
     rejected: [AtomicU64; 7],
 }
 
@@ -111,6 +113,12 @@ impl Metrics {
             "counter",
             "Reads of a Redis stream to fill a gap in the subscription.",
             self.cluster_fills.load(Relaxed),
+        );
+        one(
+            "cluster_resubscribes_total",
+            "counter",
+            "Times the Redis subscription was lost and restored.",
+            self.cluster_resubscribes.load(Relaxed),
         );
         out.push_str("# HELP chatd_rejected_total Connections refused before a chat session, by reason.\n");
         out.push_str("# TYPE chatd_rejected_total counter\n");

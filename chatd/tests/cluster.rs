@@ -108,7 +108,7 @@ async fn client(addr: SocketAddr, target: &str) -> WebSocket<TcpStream> {
 #[ignore = "needs redis-server: run scripts/cluster-test"]
 async fn three_nodes_agree_on_presence_and_forget_a_killed_node() {
     let redis = Redis::start("cluster-presence");
-    let (_one, addr1) = node(&redis);
+    let (one, addr1) = node(&redis);
     let (_two, addr2) = node(&redis);
     let (mut three, addr3) = node(&redis);
     let mut alice = client(addr1, "/ws?room=r&nick=alice").await;
@@ -117,17 +117,28 @@ async fn three_nodes_agree_on_presence_and_forget_a_killed_node() {
     next(&mut bob).await;
     let mut carol = client(addr3, "/ws?room=r&nick=carol").await;
     next(&mut carol).await;
-    // Every node gives a newcomer the same list.
-    let mut lists = Vec::new();
+    // Every node gives a newcomer the same list: everyone in the room, wherever they are.
+    let mut newcomers = Vec::new();
+    let mut expected = vec!["alice", "bob", "carol"];
     for (addr, nick) in [(addr1, "dave"), (addr2, "erin"), (addr3, "frank")] {
         let mut ws = client(addr, &format!("/ws?room=r&nick={nick}")).await;
-        let mut list = members(&next(&mut ws).await);
-        list.retain(|m| m != nick);
-        lists.push(list);
-        ws.close(wsproto::CloseCode::Normal, "").await.unwrap();
-        while ws.recv().await.unwrap().is_some() {}
+        expected.push(nick);
+        expected.sort_unstable();
+        assert_eq!(members(&next(&mut ws).await), expected, "{nick}'s hello on {addr}");
+        newcomers.push(ws);
     }
-    assert!(lists.iter().all(|l| l == &["alice", "bob", "carol"]), "{lists:?}");
+    // A leave is announced on every node, and then no node lists it.
+    let mut dave = newcomers.remove(0);
+    dave.close(wsproto::CloseCode::Normal, "").await.unwrap();
+    while dave.recv().await.unwrap().is_some() {}
+    assert_eq!(next_of(&mut alice, "leave").await["nick"], "dave");
+    assert_eq!(next_of(&mut bob, "leave").await["nick"], "dave");
+    assert_eq!(next_of(&mut carol, "leave").await["nick"], "dave");
+    drop(newcomers);
+    // (Leaves from two nodes: no order between them.)
+    let mut left = [next_of(&mut alice, "leave").await, next_of(&mut alice, "leave").await].map(|e| e["nick"].clone());
+    left.sort_by_key(|n| n.to_string());
+    assert_eq!(left, ["erin", "frank"]);
     // A node killed outright: its member leaves presence once the lease (2 s) runs out.
     let killed = Instant::now();
     three.child.kill().unwrap();
@@ -146,7 +157,14 @@ async fn three_nodes_agree_on_presence_and_forget_a_killed_node() {
     // carol reconnects to a live node under the same nick.
     let mut carol = client(addr1, "/ws?room=r&nick=carol").await;
     assert_eq!(next(&mut carol).await["type"], "hello");
+    assert_eq!(next_of(&mut bob, "join").await["nick"], "gina");
     assert_eq!(next_of(&mut bob, "join").await["nick"], "carol");
+    // Node 1 ran for more than its subscription's keep-alive interval (--node-expiry / 4):
+    // the keep-alive PING is answered in subscribed mode without breaking the subscription.
+    let mut tcp = TcpStream::connect(addr1).await.unwrap();
+    let metrics = common::http_get(&mut tcp, "/metrics").await;
+    assert_eq!(common::parse_metric(&metrics, "chatd_cluster_resubscribes_total"), 0, "{metrics}");
+    drop(one);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! wsload echo       --addr A [--connections 64] [--size 20] [--in-flight 16] [--binary] [--secs 10]
-//! wsload broadcast  --addr A [--clients 200] [--senders 5] [--rate 200] [--size 64] [--secs 10] [--chatd]
+//! wsload broadcast  --addr A[,B..] [--clients 200] [--senders 5] [--rate 200] [--size 64] [--secs 10] [--chatd]
 //! wsload handshake  --addr A [--workers 16] [--secs 10]
 //! wsload idle       --addr A --pid PID [--connections 10000]
 //! ```
@@ -11,6 +11,8 @@
 //! Any mode: `--deflate` offers permessage-deflate (RFC 7692); `--words` fills messages with
 //! English words instead of one repeated letter (compression needs realistic text to mean
 //! anything). Echo and broadcast also report the bytes that crossed the socket per message.
+//! Broadcast with several comma-separated `--addr`s (nodes of one chatd cluster) connects
+//! client `i` to address `i mod n`, so senders and readers are spread over the nodes.
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -220,7 +222,7 @@ async fn echo(addr: SocketAddr, args: &Args) -> String {
     )
 }
 
-async fn broadcast(addr: SocketAddr, args: &Args) -> String {
+async fn broadcast(addrs: &[SocketAddr], args: &Args) -> String {
     let (clients, senders, rate, size, secs) = (
         arg(args, "clients", 200usize),
         arg(args, "senders", 5usize),
@@ -237,7 +239,8 @@ async fn broadcast(addr: SocketAddr, args: &Args) -> String {
     let mut writers = Vec::new();
     for id in 0..clients {
         let target = if chatd { format!("/ws?room=bench&nick=c{id}") } else { "/".into() };
-        let ws = connect_from(addr, None, &target).await.expect("connect");
+        // Several addresses (nodes of one cluster): clients, senders among them, take turns.
+        let ws = connect_from(addrs[id % addrs.len()], None, &target).await.expect("connect");
         let (mut reader, writer) = ws.split();
         writers.push(writer);
         let mut start = start_rx.clone();
@@ -411,11 +414,13 @@ async fn main() {
             }
         }
     }
-    let Some(addr) = args.get("addr").and_then(|a| a.parse::<SocketAddr>().ok()) else {
-        eprintln!("wsload: --addr HOST:PORT is required (loopback only)");
+    let addrs: Vec<SocketAddr> =
+        args.get("addr").map(|a| a.split(',').filter_map(|a| a.parse().ok()).collect()).unwrap_or_default();
+    let Some(&addr) = addrs.first() else {
+        eprintln!("wsload: --addr HOST:PORT[,HOST:PORT...] is required (loopback only)");
         std::process::exit(2);
     };
-    if !addr.ip().is_loopback() {
+    if addrs.iter().any(|a| !a.ip().is_loopback()) {
         eprintln!("wsload: refusing a non-loopback address");
         std::process::exit(2);
     }
@@ -423,7 +428,7 @@ async fn main() {
     WORDS.store(args.contains_key("words"), Relaxed);
     let line = match mode.as_str() {
         "echo" => echo(addr, &args).await,
-        "broadcast" => broadcast(addr, &args).await,
+        "broadcast" => broadcast(&addrs, &args).await,
         "handshake" => handshake(addr, &args).await,
         "idle" => idle(addr, &args).await,
         other => {
