@@ -111,7 +111,10 @@ where
         Ok(()) => Flow::Continue,
         Err(e) => {
             session.error(e.code(), "cannot join");
-            Flow::Close(CloseCode::PolicyViolation, e.code())
+            // Storage away is the server's trouble (1011: the page retries); anything else is
+            // a refusal the user must fix (1008).
+            let code = if e == ChatError::Unavailable { CloseCode::InternalError } else { CloseCode::PolicyViolation };
+            Flow::Close(code, e.code())
         }
     };
     while let Flow::Continue = flow {

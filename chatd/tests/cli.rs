@@ -52,6 +52,8 @@ fn help_explains_every_flag() {
         "--acme-directory",
         "--acme-challenge",
         "--acme-ca-root",
+        "--redis",
+        "--node-expiry",
     ] {
         assert!(out.contains(flag), "--help does not mention {flag}");
     }
@@ -96,6 +98,12 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
     let addr = taken.local_addr().unwrap().to_string();
     one_line(run(&["--listen", &addr]), "already in use");
     std::fs::remove_dir_all(dir).unwrap();
+    // --redis: a malformed URL, and a Redis that isn't there (a port nothing listens on).
+    one_line(run(&["--redis", "localhost:6379"]), "is not a Redis URL");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("redis://{closed}");
+    one_line(run(&["--listen", "127.0.0.1:0", "--redis", &url]), "cannot reach Redis");
+    one_line(run(&["--redis", "redis://127.0.0.1:1", "--node-expiry", "0"]), "--node-expiry");
 }
 
 #[tokio::test]
