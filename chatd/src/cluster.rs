@@ -21,7 +21,7 @@
 //! | `chatd:log:ROOM` | stream | the last `--history` messages, entry id `SEQ-1`, field `m` = the JSON |
 //! | `chatd:presence:ROOM` | hash | nick → id of the node its member is on |
 //! | `chatd:node:NODE` | set | rooms where NODE has (or had) members |
-//! | `chatd:nodes` | sorted set | node id → the time (ms) its lease runs out |
+//! | `chatd:nodes` | sorted set | node id → the time (ms, Redis's clock) its lease runs out |
 //! | channel `chatd:room:ROOM` | pub/sub | `M<seq> <json>` messages, `J<nick> <json>` joins, `P <json>` other presence |
 //!
 //! # Presence
@@ -79,11 +79,12 @@ return seq
 ";
 
 /// Claims a nick in a room for this node, or returns nil if a live node holds it. Returns the
-/// room's live members. KEYS: presence, this node's rooms, nodes. ARGV: node, nick, now (ms),
-/// room, channel, join notice.
+/// room's live members. KEYS: presence, this node's rooms, nodes. ARGV: node, nick, room,
+/// channel, join notice. Time is Redis's own (`TIME`), so nodes' clocks don't matter.
 const JOIN: &str = r"
 local owner = redis.call('HGET', KEYS[1], ARGV[2])
-local now = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local known = {}
 local function alive(node)
   if node == ARGV[1] then return true end
@@ -95,9 +96,9 @@ local function alive(node)
 end
 if owner and alive(owner) and owner ~= ARGV[1] then return nil end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[3])
 if owner ~= ARGV[1] then
-  redis.call('PUBLISH', ARGV[5], 'J' .. ARGV[2] .. ' ' .. ARGV[6])
+  redis.call('PUBLISH', ARGV[4], 'J' .. ARGV[2] .. ' ' .. ARGV[5])
 end
 local members = {}
 local all = redis.call('HGETALL', KEYS[1])
@@ -121,10 +122,11 @@ return 0
 ";
 
 /// Renames this node's member in several rooms, all or nothing. KEYS: nodes, then the presence
-/// hash of each room. ARGV: node, old, new, now (ms), then channel and notice for each room.
+/// hash of each room. ARGV: node, old, new, then channel and notice for each room.
 /// Returns 0 if a live node holds the new nick in one of them.
 const RENAME: &str = r"
-local now = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 2, #KEYS do
   local owner = redis.call('HGET', KEYS[i], ARGV[3])
   if owner and owner ~= ARGV[1] then
@@ -137,18 +139,21 @@ for i = 2, #KEYS do
     redis.call('HDEL', KEYS[i], ARGV[2])
   end
   redis.call('HSET', KEYS[i], ARGV[3], ARGV[1])
-  redis.call('PUBLISH', ARGV[3 + 2 * (i - 1)], 'P ' .. ARGV[4 + 2 * (i - 1)])
+  redis.call('PUBLISH', ARGV[2 + 2 * (i - 1)], 'P ' .. ARGV[3 + 2 * (i - 1)])
 end
 return 1
 ";
 
-/// Renews this node's lease (or ends it: lease 0) and reaps every node whose lease ran out:
-/// their members leave presence, with a `leave` notice each. KEYS: nodes. ARGV: node, now
-/// (ms), lease end (ms). Nicks are letters, digits and `-_.`, room names ASCII of the same, so
+/// Renews this node's lease for ARGV[2] ms of Redis's clock (0: ends it) and reaps every node
+/// whose lease ran out: their members leave presence, with a `leave` notice each. KEYS: nodes.
+/// ARGV: node, lease (ms). Nicks are letters, digits and `-_.`, room names ASCII of the same, so
 /// the notices need no escaping.
 const HEARTBEAT: &str = r#"
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], lease > 0 and now + lease or 0, ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, node in ipairs(dead) do
   redis.call('ZREM', KEYS[1], node)
   local rooms_key = 'chatd:node:' .. node
@@ -372,11 +377,10 @@ impl Cluster {
 
     /// Renews this node's lease (`end`: ends it) and reaps dead nodes.
     async fn heartbeat(&self, end: bool) -> Result<(), ChatError> {
-        let now = now_ms();
-        let until = if end { 0 } else { now + self.expiry.as_millis() as u64 };
+        let lease = if end { 0 } else { self.expiry.as_millis() as u64 };
         let mut conn = self.conn.clone();
         let mut call = self.scripts.heartbeat.key(NODES);
-        call.arg(&self.node).arg(now).arg(until);
+        call.arg(&self.node).arg(lease);
         let reaped: u64 = request("heartbeat", call.invoke_async(&mut conn)).await?;
         if reaped > 0 {
             info!("{reaped} node(s) stopped renewing their lease: their members left presence");
@@ -416,7 +420,7 @@ impl Cluster {
         let mut conn = self.conn.clone();
         let mut call = self.scripts.join.key(presence_key(room));
         call.key(format!("chatd:node:{}", self.node)).key(NODES);
-        call.arg(&self.node).arg(me.nick).arg(now_ms()).arg(room).arg(channel(room));
+        call.arg(&self.node).arg(me.nick).arg(room).arg(channel(room));
         call.arg(protocol::presence("join", room, me.nick));
         let members: Option<Vec<String>> = request("join", call.invoke_async(&mut conn)).await?;
         let members = members.ok_or(ChatError::NickTaken)?;
@@ -459,7 +463,7 @@ impl Cluster {
             for room in rooms {
                 call.key(presence_key(room));
             }
-            call.arg(&self.node).arg(old).arg(new).arg(now_ms());
+            call.arg(&self.node).arg(old).arg(new);
             for room in rooms {
                 call.arg(channel(room)).arg(protocol::nick_change(room, old, new));
             }

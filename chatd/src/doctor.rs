@@ -9,6 +9,7 @@
 //! | the domain's A/AAAA records point here | resolve it, then try to bind each address: only this machine's own addresses can be bound |
 //! | the ACME webroot is readable | list it |
 //! | with `--domain` (ACME): the data directory is writable, the challenge can reach chatd | write a file there; compare ports |
+//! | with `--redis`: Redis answers, and keeps an append-only file | `INFO server`, `CONFIG GET appendonly` |
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -204,6 +205,37 @@ pub fn check_challenge(config: &Config, acme: &AcmeConfig, listen: SocketAddr) -
     }
 }
 
+/// With `--redis`: Redis answers, and what a Redis restart would keep.
+pub async fn check_redis(url: &str) -> Vec<Finding> {
+    let client = match crate::cluster::check_url(url) {
+        Ok(client) => client,
+        Err(e) => return vec![Finding::Problem(e.to_string())],
+    };
+    let asked = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await?;
+        let aof: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("appendonly").query_async(&mut conn).await?;
+        redis::RedisResult::Ok((info, aof))
+    };
+    let (info, aof) = match tokio::time::timeout(Duration::from_secs(3), asked).await {
+        Ok(Ok(answers)) => answers,
+        Ok(Err(e)) => return vec![Finding::Problem(format!("Redis at {url}: {e} (is redis-server running there?)"))],
+        Err(_) => return vec![Finding::Problem(format!("Redis at {url} did not answer within 3 s"))],
+    };
+    let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown version");
+    let mut out = vec![Finding::Ok(format!("Redis at {url} answers (version {})", version.trim()))];
+    match aof.get(1).map(String::as_str) {
+        Some("yes") => out.push(Finding::Ok("Redis keeps an append-only file: history survives its restarts".into())),
+        Some(_) => out.push(Finding::Note(
+            "Redis runs without appendonly: a Redis crash loses what came after its last snapshot (chatd then skips \
+             numbers rather than reuse them); set appendonly yes"
+                .into(),
+        )),
+        None => out.push(Finding::Note("Redis did not say whether appendonly is on (CONFIG is restricted)".into())),
+    }
+    out
+}
+
 /// Runs every check for `config` and `domain`.
 pub async fn run(config: &Config, listen: SocketAddr, domain: Option<&str>) -> Vec<Finding> {
     let mut out = vec![check_port(listen)];
@@ -219,6 +251,9 @@ pub async fn run(config: &Config, listen: SocketAddr, domain: Option<&str>) -> V
     }
     if let Some(acme) = &config.acme {
         out.push(check_challenge(config, acme, listen));
+    }
+    if let Some(cluster) = &config.cluster {
+        out.extend(check_redis(&cluster.url).await);
     }
     out.extend(check_certificate(config, domain, SystemTime::now()));
     if let Some(root) = &config.acme_webroot {

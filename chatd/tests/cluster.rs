@@ -84,6 +84,17 @@ async fn two_nodes_one_room_one_order() {
     let missed: Vec<u64> = hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert_eq!(missed, [since as u64 + 1, since as u64 + 2, since as u64 + 3]);
 
+    // Nick changes are announced on every node, and refused if another node's member has it.
+    bob.send_text(r#"{"type":"nick","nick":"robert"}"#).await.unwrap();
+    let change = next_of(&mut alice, "nick").await;
+    assert_eq!((change["old"].as_str(), change["new"].as_str()), (Some("bob"), Some("robert")));
+    next_of(&mut bob, "nick").await;
+    let mut dan = b.client("/ws?room=r&nick=dan").await;
+    next(&mut dan).await;
+    bob.send_text(r#"{"type":"nick","nick":"dan"}"#).await.unwrap();
+    assert_eq!(next_of(&mut bob, "error").await["code"], "nick_taken", "dan is on the other node");
+    bob.send_text(&say("r", "as robert")).await.unwrap();
+    assert_eq!(messages(&mut dan, 1).await[0].1, "robert");
     // A nick is unique in a room across nodes.
     let mut second_alice = b.client("/ws?room=r&nick=alice").await;
     assert_eq!(next(&mut second_alice).await["code"], "nick_taken");
@@ -248,4 +259,23 @@ async fn messages_published_while_unsubscribed_are_filled_from_the_stream() {
     assert!(b.metric("chatd_cluster_fills_total").await >= 1);
     alice.send_text(&say("r", "seven")).await.unwrap();
     assert_eq!(seqs(messages(&mut bob, 1).await), [7]);
+}
+
+#[test]
+#[ignore = "needs redis-server: run scripts/cluster-test"]
+fn doctor_checks_redis() {
+    let redis = Redis::start("cluster-doctor");
+    let doctor = |url: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+            .args(["doctor", "--listen", "127.0.0.1:0", "--redis", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let report = doctor(&redis.url());
+    assert!(report.contains(&format!("ok       Redis at {} answers (version ", redis.url())), "{report}");
+    assert!(report.contains("ok       Redis keeps an append-only file"), "{report}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let report = doctor(&format!("redis://{closed}"));
+    assert!(report.contains("PROBLEM  Redis at redis://"), "{report}");
 }
