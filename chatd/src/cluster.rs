@@ -47,17 +47,17 @@
 //!   stream; that node's members skip them (logged), and `since` before them is `recovered: false`.
 
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
 use redis::{Client, Script};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::timeout;
 use tracing::{debug, error, info, warn};
 
-use crate::hub::{ChatError, Hub, Me};
+use crate::hub::{ChatError, Hub, Me, Outbox};
 use crate::protocol;
 use crate::Shared;
 
@@ -67,6 +67,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 /// Rooms per `MGET` when checking that this node is not behind.
 const CHECK_BATCH: usize = 500;
+/// Messages waiting to be sent to Redis, from all sessions of this node; a message that finds
+/// the queue full is refused (`unavailable`). 4,096 × 4 KiB of text at most: 16 MiB.
+const SAY_QUEUE: usize = 4096;
+/// Most messages sent to Redis in one pipeline.
+const SAY_BATCH: usize = 256;
 
 /// Numbers, stores and publishes one message. KEYS: seq, log. ARGV: history, JSON before the
 /// number, JSON after it, channel.
@@ -224,6 +229,14 @@ pub fn check_url(url: &str) -> Result<Client, ClusterError> {
     Client::open(info).map_err(bad)
 }
 
+/// A message on its way to Redis: its JSON around the number Redis will give it.
+struct Outgoing {
+    room: String,
+    before: String,
+    after: String,
+    outbox: Outbox,
+}
+
 struct Scripts {
     say: Script,
     join: Script,
@@ -248,6 +261,12 @@ pub struct Cluster {
     unsent_leaves: Mutex<Vec<(String, String)>>,
     fills: mpsc::UnboundedSender<(String, u64)>,
     fill_queue: Mutex<Option<mpsc::UnboundedReceiver<(String, u64)>>>,
+    says: mpsc::Sender<Outgoing>,
+    say_queue: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    /// Messages accepted by [`Cluster::say`] and not yet answered by Redis.
+    unsent: AtomicUsize,
+    /// Signalled whenever the sender finished a batch.
+    sent: Notify,
     scripts: Scripts,
     expiry: Duration,
     history: usize,
@@ -344,6 +363,7 @@ impl Cluster {
             .map_err(|e| unreachable(&e))?;
         let (sink, stream) = pubsub.split();
         let (fills, fill_queue) = mpsc::unbounded_channel();
+        let (says, say_queue) = mpsc::channel(SAY_QUEUE);
         let cluster = Cluster {
             node: node_id(),
             client,
@@ -354,6 +374,10 @@ impl Cluster {
             unsent_leaves: Mutex::default(),
             fills,
             fill_queue: Mutex::new(Some(fill_queue)),
+            says,
+            say_queue: Mutex::new(Some(say_queue)),
+            unsent: AtomicUsize::new(0),
+            sent: Notify::new(),
             scripts: Scripts {
                 say: Script::new(SAY),
                 join: Script::new(JOIN),
@@ -475,18 +499,75 @@ impl Cluster {
         hub.rename(id, rooms, new)
     }
 
-    /// Sends a message from `nick` to `room`: Redis numbers, stores and publishes it; this node
-    /// delivers it like any other when the subscription brings it back. Returns its number.
-    pub async fn say(&self, room: &str, nick: &str, text: &str) -> Result<u64, ChatError> {
+    /// Queues a message from `nick` to `room` for Redis, which numbers, stores and publishes it;
+    /// this node delivers it like any other when the subscription brings it back. Doesn't wait:
+    /// the messages of all sessions go to Redis in pipelines, in the order they were queued, so
+    /// one session's messages keep their order. If Redis refuses one, `outbox` gets the error.
+    pub fn say(&self, room: &str, nick: &str, text: &str, outbox: &Outbox) -> Result<(), ChatError> {
         let (before, after) = protocol::message_parts(room, nick, text, now_ms());
-        let mut conn = self.conn.clone();
-        let mut call = self.scripts.say.key(seq_key(room));
-        call.key(log_key(room)).arg(self.history).arg(before).arg(after).arg(channel(room));
-        request("message", call.invoke_async(&mut conn)).await
+        let message = Outgoing { room: room.to_owned(), before, after, outbox: outbox.clone() };
+        self.unsent.fetch_add(1, Relaxed);
+        self.says.try_send(message).map_err(|_| {
+            self.unsent.fetch_sub(1, Relaxed);
+            ChatError::Unavailable
+        })
     }
 
-    /// Ends this node's lease at shutdown: its remaining members leave presence at once.
+    /// Sends one batch of messages in a pipeline; each gets its number or why not.
+    async fn send(&self, batch: &[Outgoing]) -> Vec<Result<u64, ChatError>> {
+        let pipeline = |messages: &[&Outgoing]| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for m in messages {
+                let mut call = self.scripts.say.key(seq_key(&m.room));
+                call.key(log_key(&m.room)).arg(self.history).arg(&m.before).arg(&m.after).arg(channel(&m.room));
+                pipe.invoke_script(&call);
+            }
+            pipe
+        };
+        let mut conn = self.conn.clone();
+        let all: Vec<&Outgoing> = batch.iter().collect();
+        let mut results: Vec<redis::RedisResult<u64>> =
+            match request("message", pipeline(&all).query_async(&mut conn)).await {
+                Ok(results) => results,
+                Err(e) => return vec![Err(e); batch.len()],
+            };
+        let no_script = |r: &redis::RedisResult<u64>| {
+            r.as_ref().is_err_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        };
+        if results.iter().any(no_script) {
+            // Redis restarted and forgot the script: load it, send those again (they did nothing).
+            let again: Vec<usize> = (0..results.len()).filter(|&i| no_script(&results[i])).collect();
+            let _ = request("SCRIPT LOAD", self.scripts.say.prepare_invoke().load_async(&mut conn)).await;
+            let retry: Vec<&Outgoing> = again.iter().map(|&i| &batch[i]).collect();
+            let retried: Vec<redis::RedisResult<u64>> =
+                request("message", pipeline(&retry).query_async(&mut conn)).await.unwrap_or_default();
+            for (i, result) in again.into_iter().zip(retried) {
+                results[i] = result;
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.map_err(|e| {
+                    warn!("Redis refused a message: {e}");
+                    ChatError::Unavailable
+                })
+            })
+            .chain(std::iter::repeat(Err(ChatError::Unavailable)))
+            .take(batch.len())
+            .collect()
+    }
+
+    /// Ends this node's lease at shutdown (after the messages still queued for Redis are sent):
+    /// its remaining members leave presence at once.
     pub async fn shutdown(&self) {
+        loop {
+            let sent = self.sent.notified();
+            if self.unsent.load(Relaxed) == 0 || timeout(REQUEST_TIMEOUT, sent).await.is_err() {
+                break;
+            }
+        }
         let _one_at_a_time = self.presence.lock().await;
         if self.heartbeat(true).await.is_ok() {
             info!("left the cluster");
@@ -537,6 +618,9 @@ impl Cluster {
 pub fn spawn(shared: Arc<Shared>, stopped: watch::Receiver<bool>, tasks: &mut tokio::task::JoinSet<()>) {
     let Some(cluster) = shared.cluster.as_ref() else { return };
     let fills = lock(&cluster.fill_queue).take();
+    if let Some(says) = lock(&cluster.say_queue).take() {
+        tasks.spawn(sender(shared.clone(), says));
+    }
     tasks.spawn(subscriber(shared.clone(), stopped.clone()));
     tasks.spawn(upkeep(shared.clone(), stopped.clone()));
     if let Some(fills) = fills {
@@ -639,6 +723,29 @@ fn on_message(shared: &Shared, message: &redis::Msg) {
         Some(("J", nick)) => shared.hub.notice(room, json, Some(nick)),
         Some(("P", "")) => shared.hub.notice(room, json, None),
         _ => debug!("unknown publication on {}", message.get_channel_name()),
+    }
+}
+
+/// Sends queued messages to Redis, a pipeline at a time: whatever queued while the last one was
+/// in flight goes in the next. Runs until the server stops (after [`Cluster::shutdown`]).
+async fn sender(shared: Arc<Shared>, mut queue: mpsc::Receiver<Outgoing>) {
+    let cluster = cluster(&shared);
+    let mut batch = Vec::with_capacity(SAY_BATCH);
+    while queue.recv_many(&mut batch, SAY_BATCH).await > 0 {
+        let results = cluster.send(&batch).await;
+        let sent = batch.len();
+        let mut accepted = 0;
+        for (message, result) in batch.drain(..).zip(results) {
+            match result {
+                Ok(_) => accepted += 1,
+                Err(e) => {
+                    message.outbox.push(&wsproto::EncodedFrame::text(&protocol::error(e.code(), "message refused")));
+                }
+            }
+        }
+        shared.metrics.messages_in.fetch_add(accepted, Relaxed);
+        cluster.unsent.fetch_sub(sent, Relaxed);
+        cluster.sent.notify_waiters();
     }
 }
 

@@ -226,10 +226,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let grace = shared.config.shutdown_grace + shared.config.shutdown_grace / 2;
     let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
     connections.shutdown().await;
-    background.shutdown().await;
     if let Some(cluster) = &shared.cluster {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), cluster.shutdown()).await;
+        // Before the background tasks stop: the sender still has messages to hand to Redis.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), cluster.shutdown()).await;
     }
+    background.shutdown().await;
     if let Some(store) = shared.hub.store().cloned() {
         // Every session has left: commit what is queued and mark the store clean.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;

@@ -238,7 +238,7 @@ where
             }
         };
         let result = match request {
-            ClientMsg::Message { room, text } => return self.say(room, &text).await,
+            ClientMsg::Message { room, text } => return self.say(room, &text),
             ClientMsg::Join { room, since } => {
                 if !protocol::valid_room(&room) {
                     self.error("bad_room", "room names are 1-32 of A-Z a-z 0-9 - _ .");
@@ -265,7 +265,7 @@ where
         Flow::Continue
     }
 
-    async fn say(&mut self, room: Option<String>, text: &str) -> Flow {
+    fn say(&mut self, room: Option<String>, text: &str) -> Flow {
         if !self.bucket.take() {
             self.shared.metrics.rate_limited.fetch_add(1, Relaxed);
             // A client that keeps going after a burst's worth of refusals is not a person typing.
@@ -284,13 +284,11 @@ where
             return Flow::Continue;
         };
         let said = match &self.shared.cluster {
-            Some(cluster) => match self.shared.hub.speaker(self.id, &room) {
-                Ok(nick) => cluster.say(&room, &nick, text).await.inspect(|_| {
-                    self.shared.metrics.messages_in.fetch_add(1, Relaxed);
-                }),
-                Err(e) => Err(e),
-            },
-            None => self.shared.hub.say(self.id, &room, text),
+            // Queued for Redis; a refusal there comes back through the outbox.
+            Some(cluster) => {
+                self.shared.hub.speaker(self.id, &room).and_then(|nick| cluster.say(&room, &nick, text, &self.outbox))
+            }
+            None => self.shared.hub.say(self.id, &room, text).map(drop),
         };
         if let Err(e) = said {
             self.error(e.code(), "message refused");
