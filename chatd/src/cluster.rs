@@ -217,11 +217,19 @@ impl fmt::Display for ClusterError {
 
 impl std::error::Error for ClusterError {}
 
+/// `url` with any password replaced by `***`, for logs and errors.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
 /// Checks that `url` is a Redis URL (start-up, before anything is bound).
 pub fn check_url(url: &str) -> Result<Client, ClusterError> {
     use redis::IntoConnectionInfo;
     let bad = |e: redis::RedisError| {
-        ClusterError(format!("--redis {url:?} is not a Redis URL ({e}); expected redis://HOST:PORT"))
+        ClusterError(format!("--redis {:?} is not a Redis URL ({e}); expected redis://HOST:PORT", redacted(url)))
     };
     // TCP_NODELAY: a request of a few hundred bytes must not wait for the previous one's ACK.
     let nodelay = redis::io::tcp::TcpSettings::default().set_nodelay(true);
@@ -346,7 +354,7 @@ impl Cluster {
     pub async fn connect(config: &ClusterConfig, history: usize) -> Result<Cluster, ClusterError> {
         let client = check_url(&config.url)?;
         let unreachable = |e: &dyn fmt::Display| {
-            ClusterError(format!("cannot reach Redis at {}: {e} (is redis-server running?)", config.url))
+            ClusterError(format!("cannot reach Redis at {}: {e} (is redis-server running?)", redacted(&config.url)))
         };
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REQUEST_TIMEOUT))
@@ -390,7 +398,7 @@ impl Cluster {
             history,
         };
         cluster.heartbeat(false).await.map_err(|_| unreachable(&"the first heartbeat failed"))?;
-        info!(node = %cluster.node, "cluster node on Redis {}", config.url);
+        info!(node = %cluster.node, "cluster node on Redis {}", redacted(&config.url));
         Ok(cluster)
     }
 
@@ -801,5 +809,29 @@ async fn departures(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         for (room, nick) in shared.hub.take_departed() {
             cluster.leave(&shared.hub, &room, &nick).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(redacted("redis://:s3cret@db.internal:6379/0"), "redis://***@db.internal:6379/0");
+        assert_eq!(redacted("rediss://chatd:s3cret@db:6380"), "rediss://***@db:6380");
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn stream_entries_are_numbered_by_their_id() {
+        let reply = vec![
+            ("7-1".to_owned(), vec!["m".to_owned(), "{\"seq\":7}".to_owned()]),
+            ("bad".to_owned(), vec!["m".to_owned(), "x".to_owned()]),
+            ("8-1".to_owned(), vec!["m".to_owned()]),
+        ];
+        let got = entries(reply);
+        assert_eq!(got.len(), 1, "malformed entries are skipped");
+        assert_eq!((got[0].0, &*got[0].1), (7, "{\"seq\":7}"));
     }
 }

@@ -211,6 +211,7 @@ pub async fn check_redis(url: &str) -> Vec<Finding> {
         Ok(client) => client,
         Err(e) => return vec![Finding::Problem(e.to_string())],
     };
+    let url = crate::cluster::redacted(url);
     let asked = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
         let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await?;
