@@ -85,24 +85,32 @@ pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let deadline = Instant::now() + shared.config.handshake_timeout;
     match shared.tls.clone() {
         None => serve(tcp, peer, &shared, false, deadline).await,
-        Some(tls) => match tokio::select! {
-            accepted = timeout_at(deadline, tls.acceptor().accept(tcp)) => accepted,
-            _ = shutdown.changed() => return,
-        } {
-            // A TLS-ALPN-01 validator: the handshake was the answer (RFC 8737 §3).
-            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
-                debug!(%peer, "answered a tls-alpn-01 validation");
-            }
-            Ok(Ok(stream)) => serve(stream, peer, &shared, true, deadline).await,
-            Ok(Err(e)) => {
-                shared.metrics.reject(Rejection::Tls);
-                debug!(%peer, "TLS handshake failed: {e}");
-            }
-            Err(_) => {
-                shared.metrics.reject(Rejection::Timeout);
-                debug!(%peer, "TLS handshake timed out");
-            }
-        },
+        // Boxed: a TLS connection's state (rustls, the handshake) is 11 KB; inline, every plain
+        // connection's future would be that big too (an async fn is as large as its largest
+        // branch).
+        Some(tls) => {
+            Box::pin(async {
+                match tokio::select! {
+                    accepted = timeout_at(deadline, tls.acceptor().accept(tcp)) => accepted,
+                    _ = shutdown.changed() => return,
+                } {
+                    // A TLS-ALPN-01 validator: the handshake was the answer (RFC 8737 §3).
+                    Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
+                        debug!(%peer, "answered a tls-alpn-01 validation");
+                    }
+                    Ok(Ok(stream)) => serve(stream, peer, &shared, true, deadline).await,
+                    Ok(Err(e)) => {
+                        shared.metrics.reject(Rejection::Tls);
+                        debug!(%peer, "TLS handshake failed: {e}");
+                    }
+                    Err(_) => {
+                        shared.metrics.reject(Rejection::Timeout);
+                        debug!(%peer, "TLS handshake timed out");
+                    }
+                }
+            })
+            .await
+        }
     }
     drop(admitted);
 }
@@ -223,6 +231,8 @@ where
             return;
         }
     };
+    // The request is not needed any more: dropped here, it isn't kept for the whole session.
+    drop((request, rest));
     let start = session::Start { id, nick, room, since, peer };
     session::run(ws, shared.clone(), start, shared.shutdown.clone()).await;
 }
