@@ -444,7 +444,9 @@ where
                     return Pin::new(&mut self.io).poll_flush(cx);
                 }
             }
-            let n = if self.io.is_write_vectored() {
+            // One chunk (small frames coalesced: the usual case) is a plain write; building the
+            // 64 slices for a vectored one cost more than the write itself (callgrind).
+            let n = if self.pending.len() > 1 && self.io.is_write_vectored() {
                 let mut slices = [io::IoSlice::new(&[]); 64];
                 let mut count = 0;
                 for (i, chunk) in self.pending.iter().take(64).enumerate() {
