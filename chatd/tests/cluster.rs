@@ -26,6 +26,24 @@ fn members(hello: &Value) -> Vec<String> {
     hello["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect()
 }
 
+/// The sequence numbers of a hello's history.
+fn history_seqs(hello: &Value) -> Vec<u64> {
+    hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect()
+}
+
+/// A Redis, two in-process nodes on it, alice on the first and bob on the second, both joined
+/// to room `r`.
+async fn alice_and_bob(name: &str) -> (Redis, Server, Server, WebSocket<TcpStream>, WebSocket<TcpStream>) {
+    let redis = Redis::start(name);
+    let a = Server::start(node_config(&redis)).await;
+    let b = Server::start(node_config(&redis)).await;
+    let mut alice = a.client("/ws?room=r&nick=alice").await;
+    next(&mut alice).await;
+    let mut bob = b.client("/ws?room=r&nick=bob").await;
+    next(&mut bob).await;
+    (redis, a, b, alice, bob)
+}
+
 /// (seq, nick, text) of the next `n` messages, skipping presence notices.
 async fn messages(ws: &mut WebSocket<TcpStream>, n: usize) -> Vec<(u64, String, String)> {
     let mut out = Vec::new();
@@ -81,8 +99,7 @@ async fn two_nodes_one_room_one_order() {
     let mut bob = a.client(&format!("/ws?room=r&nick=bob&since={since}")).await;
     let hello = next(&mut bob).await;
     assert_eq!(hello["recovered"], true);
-    let missed: Vec<u64> = hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-    assert_eq!(missed, [since as u64 + 1, since as u64 + 2, since as u64 + 3]);
+    assert_eq!(history_seqs(&hello), [since as u64 + 1, since as u64 + 2, since as u64 + 3]);
 
     // Nick changes are announced on every node, and refused if another node's member has it.
     bob.send_text(r#"{"type":"nick","nick":"robert"}"#).await.unwrap();
@@ -181,13 +198,7 @@ async fn three_nodes_agree_on_presence_and_forget_a_killed_node() {
 #[tokio::test]
 #[ignore = "needs redis-server: run scripts/cluster-test"]
 async fn a_redis_restart_loses_nothing_since_cannot_recover() {
-    let mut redis = Redis::start("cluster-restart");
-    let a = Server::start(node_config(&redis)).await;
-    let b = Server::start(node_config(&redis)).await;
-    let mut alice = a.client("/ws?room=r&nick=alice").await;
-    next(&mut alice).await;
-    let mut bob = b.client("/ws?room=r&nick=bob").await;
-    next(&mut bob).await;
+    let (mut redis, _a, b, mut alice, mut bob) = alice_and_bob("cluster-restart").await;
     for i in 1..=5 {
         alice.send_text(&say("r", &format!("before {i}"))).await.unwrap();
     }
@@ -230,20 +241,13 @@ async fn a_redis_restart_loses_nothing_since_cannot_recover() {
     let mut carol = b.client("/ws?room=r&nick=carol&since=5").await;
     let hello = next(&mut carol).await;
     assert_eq!(hello["recovered"], true);
-    let missed: Vec<u64> = hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-    assert_eq!(missed, [6, 7, 8, 9]);
+    assert_eq!(history_seqs(&hello), [6, 7, 8, 9]);
 }
 
 #[tokio::test]
 #[ignore = "needs redis-server: run scripts/cluster-test"]
 async fn messages_published_while_unsubscribed_are_filled_from_the_stream() {
-    let redis = Redis::start("cluster-fill");
-    let a = Server::start(node_config(&redis)).await;
-    let b = Server::start(node_config(&redis)).await;
-    let mut alice = a.client("/ws?room=r&nick=alice").await;
-    next(&mut alice).await;
-    let mut bob = b.client("/ws?room=r&nick=bob").await;
-    next(&mut bob).await;
+    let (redis, _a, b, mut alice, mut bob) = alice_and_bob("cluster-fill").await;
     alice.send_text(&say("r", "one")).await.unwrap();
     messages(&mut bob, 1).await;
     // Redis drops every subscriber; what is published next reaches no node.

@@ -273,3 +273,26 @@ fn trickled_head_agrees_with_whole_head() {
     let bytewise: Vec<&[u8]> = request.as_bytes().chunks(1).collect();
     assert_eq!(read_pieces(&bytewise), read_pieces(&[request.as_bytes()]));
 }
+
+#[test]
+fn a_parsed_request_gives_back_every_part_as_sent() {
+    let head =
+        b"GET /ws?room=a&x=%20 HTTP/1.1\r\nHost: example.com\r\nX-Bytes: caf\xe9\r\nx-two: 1\r\nX-TWO: 2\r\n\r\n";
+    let request = Request::parse(head, 8).unwrap();
+    assert_eq!((request.method(), request.target()), ("GET", "/ws?room=a&x=%20"));
+    assert_eq!((request.path(), request.query()), ("/ws", Some("room=a&x=%20")));
+    assert_eq!(request.host(), Some("example.com"));
+    assert_eq!(request.header_all("x-bytes").next(), Some(&b"caf\xe9"[..]), "raw bytes kept");
+    assert_eq!(request.header("X-Bytes"), None, "not UTF-8: no text");
+    let twos: Vec<&[u8]> = request.header_all("X-Two").collect();
+    assert_eq!(twos, [b"1", b"2"], "every value, in order, any case");
+    let names: Vec<&str> = request.headers().map(|(n, _)| n).collect();
+    assert_eq!(names, ["Host", "X-Bytes", "x-two", "X-TWO"], "names as sent");
+    assert_eq!(request.clone(), request);
+    assert!(format!("{request:?}").contains("\"/ws?room=a&x=%20\""));
+    // More header slots than fit on the stack.
+    let many: String = (0..100).map(|i| format!("X-{i}: {i}\r\n")).collect();
+    let head = format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n");
+    assert_eq!(Request::parse(head.as_bytes(), 200).unwrap().headers().count(), 101);
+    assert!(Request::parse(head.as_bytes(), 50).is_err(), "over max_headers");
+}

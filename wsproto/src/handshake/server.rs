@@ -56,66 +56,112 @@ impl RequestReader {
     }
 }
 
-/// A parsed HTTP/1.1 request head, owned.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a part of the head lies in it: `head[start..end]`.
+type Span = (usize, usize);
+
+/// A parsed HTTP/1.1 request head, owned: one copy of the head's bytes, and where in it each
+/// part lies (two allocations per request, not two per header).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Request {
-    method: String,
-    target: String,
+    head: Box<[u8]>,
+    method: Span,
+    target: Span,
     minor_version: u8,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: Vec<(Span, Span)>,
 }
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, String)> =
+            self.headers().map(|(n, v)| (n, String::from_utf8_lossy(v).into_owned())).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method())
+            .field("target", &self.target())
+            .field("minor_version", &self.minor_version)
+            .field("headers", &headers)
+            .finish()
+    }
+}
+
+/// Most header slots parsed on the stack; a larger `max_headers` takes them from the heap.
+const STACK_HEADERS: usize = 64;
 
 impl Request {
     /// Parses a complete head (ending in a blank line) with at most `max_headers` headers.
     pub fn parse(head: &[u8], max_headers: usize) -> Result<Request, HandshakeError> {
-        let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
-        let mut req = httparse::Request::new(&mut slots);
-        match req.parse(head).map_err(parse_error)? {
+        let head: Box<[u8]> = head.into();
+        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut heap = Vec::new();
+        let slots = if max_headers <= STACK_HEADERS {
+            &mut stack[..max_headers]
+        } else {
+            heap.resize(max_headers, httparse::EMPTY_HEADER);
+            &mut heap[..]
+        };
+        let mut req = httparse::Request::new(slots);
+        match req.parse(&head).map_err(parse_error)? {
             httparse::Status::Complete(_) => {}
             httparse::Status::Partial => return Err(HandshakeError::Malformed("incomplete head")),
         }
-        Ok(Request {
-            method: req.method.unwrap_or_default().to_owned(),
-            target: req.path.unwrap_or_default().to_owned(),
-            minor_version: req.version.unwrap_or(0),
-            headers: req.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
-        })
+        // httparse's slices point into `head`: their offsets are the spans.
+        let span = |part: &[u8]| {
+            let start = (part.as_ptr() as usize).saturating_sub(head.as_ptr() as usize);
+            (start, start + part.len())
+        };
+        let method = span(req.method.unwrap_or_default().as_bytes());
+        let target = span(req.path.unwrap_or_default().as_bytes());
+        let minor_version = req.version.unwrap_or(0);
+        let headers = req.headers.iter().map(|h| (span(h.name.as_bytes()), span(h.value))).collect();
+        Ok(Request { method, target, minor_version, headers, head })
+    }
+
+    fn bytes(&self, (start, end): Span) -> &[u8] {
+        self.head.get(start..end).unwrap_or_default()
+    }
+
+    /// A part httparse read as text (method, target, header names): UTF-8 by construction.
+    fn text(&self, span: Span) -> &str {
+        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
     }
 
     /// The method, e.g. `GET`.
     pub fn method(&self) -> &str {
-        &self.method
+        self.text(self.method)
     }
 
     /// The request target as sent, e.g. `/ws?room=lobby`.
     pub fn target(&self) -> &str {
-        &self.target
+        self.text(self.target)
     }
 
     /// The path part of the target, e.g. `/ws`.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(&self.target, |(path, _)| path)
+        let target = self.target();
+        target.split_once('?').map_or(target, |(path, _)| path)
     }
 
     /// The query part of the target without `?`, e.g. `room=lobby`.
     pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, query)| query)
+        self.target().split_once('?').map(|(_, query)| query)
     }
 
     /// Every header in order, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        self.headers.iter().map(|&(n, v)| (self.text(n), self.bytes(v)))
     }
 
     /// The values of every header called `name` (any case).
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .filter(move |&&(n, _)| self.bytes(n).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|&(_, v)| self.bytes(v))
     }
 
     /// The first header called `name` (any case), if it is UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let (_, value) = self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        std::str::from_utf8(value).ok()
+        let &(_, value) = self.headers.iter().find(|&&(n, _)| self.bytes(n).eq_ignore_ascii_case(name.as_bytes()))?;
+        std::str::from_utf8(self.bytes(value)).ok()
     }
 
     /// The single value of a header that must appear exactly once.
@@ -158,7 +204,7 @@ impl Request {
     /// Checks the request against §4.2.1 (see the [module docs](self) for the rules and
     /// statuses). Returns the `Sec-WebSocket-Key`.
     pub fn validate(&self) -> Result<&[u8], HandshakeError> {
-        if self.method != "GET" {
+        if self.method() != "GET" {
             return Err(HandshakeError::MethodNotAllowed);
         }
         if self.minor_version < 1 {
