@@ -77,14 +77,17 @@ async fn watch(
     addr: std::net::SocketAddr,
     room: String,
     nick: String,
-    stop: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     counts: Arc<Counts>,
 ) -> u64 {
     let (mut ws, hello) = join(addr, &room, &nick, None).await;
     let mut last = hello["seq"].as_u64().unwrap();
     loop {
         tokio::select! {
-            () = stop.notified() => return last,
+            // A watch, not a Notify: a stop sent while this watcher is busy with a message is
+            // still seen (Notify::notify_waiters reaches only those waiting at that moment,
+            // and a watcher that missed it hung the soak).
+            _ = stop.changed() => return last,
             event = ws.recv() => match event.unwrap() {
                 Some(Event::Text(text)) => {
                     let v: Value = serde_json::from_str(&text).unwrap();
@@ -183,7 +186,7 @@ async fn soak() {
     }
     let idle_fds = proc_fds(pid);
     let counts = Arc::new(Counts::default());
-    let stop = Arc::new(tokio::sync::Notify::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut watchers = Vec::new();
     for room in 0..ROOMS {
         for w in 0..WATCHERS_PER_ROOM {
@@ -191,7 +194,7 @@ async fn soak() {
                 addr,
                 format!("room{room}"),
                 format!("watch{room}x{w}"),
-                stop.clone(),
+                stopped.clone(),
                 counts.clone(),
             )));
         }
@@ -207,7 +210,7 @@ async fn soak() {
     for c in churners {
         c.await.unwrap();
     }
-    stop.notify_waiters();
+    let _ = stop.send(true);
     let mut last_seqs = HashMap::new();
     for w in watchers {
         let last = w.await.unwrap();
