@@ -283,3 +283,51 @@ fn doctor_checks_redis() {
     let report = doctor(&format!("redis://{closed}"));
     assert!(report.contains("PROBLEM  Redis at redis://"), "{report}");
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server: run scripts/cluster-test"]
+async fn a_stalled_redis_refuses_what_does_not_fit_and_keeps_the_order_of_the_rest() {
+    const SENT: usize = 5000; // more than the node's send queue (4,096) plus one pipeline (256)
+    let redis = Redis::start("cluster-stall");
+    let stall_proof = |redis: &Redis| {
+        let mut cluster = chatd::cluster::ClusterConfig::new(redis.url());
+        cluster.node_expiry = Duration::from_secs(10); // no lease runs out during the pause
+                                                       // Room for every message and error in the clients' queues: this test is about the
+                                                       // send queue, not about slow readers.
+        chatd::Config { cluster: Some(cluster), queue_messages: 4 * SENT, queue_bytes: 16 << 20, ..config() }
+    };
+    let a = Server::start(stall_proof(&redis)).await;
+    let b = Server::start(stall_proof(&redis)).await;
+    let mut alice = a.client("/ws?room=r&nick=alice").await;
+    next(&mut alice).await;
+    let mut bob = b.client("/ws?room=r&nick=bob").await;
+    next(&mut bob).await;
+    // Redis answers nobody for 1.5 s (less than a request's 2 s deadline): the node's sender
+    // waits on its pipeline, the queue fills, and what doesn't fit is refused at once.
+    assert!(redis.command("CLIENT PAUSE 1500 ALL").unwrap().starts_with("+OK"));
+    for i in 0..SENT {
+        alice.send_text(&say("r", &format!("{i}"))).await.unwrap();
+    }
+    let (mut refused, mut delivered) = (0, Vec::new());
+    while refused + delivered.len() < SENT {
+        let event = next(&mut alice).await;
+        match event["type"].as_str() {
+            Some("error") => {
+                assert_eq!(event["code"], "unavailable");
+                refused += 1;
+            }
+            Some("message") => {
+                delivered.push((event["seq"].as_u64().unwrap(), event["text"].as_str().unwrap().to_owned()))
+            }
+            _ => {}
+        }
+    }
+    assert!(refused > 0, "the send queue is bounded");
+    println!("stalled Redis: {} of {SENT} messages accepted, {refused} refused", delivered.len());
+    let seqs: Vec<u64> = delivered.iter().map(|m| m.0).collect();
+    assert_eq!(seqs, (1..=delivered.len() as u64).collect::<Vec<_>>(), "accepted ones numbered without gaps");
+    let sent_order: Vec<usize> = delivered.iter().map(|m| m.1.parse().unwrap()).collect();
+    assert!(sent_order.windows(2).all(|w| w[0] < w[1]), "and in the order they were sent");
+    let seen_by_bob = messages(&mut bob, delivered.len()).await;
+    assert_eq!(seen_by_bob.iter().map(|m| (m.0, m.2.clone())).collect::<Vec<_>>(), delivered);
+}
