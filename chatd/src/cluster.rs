@@ -57,7 +57,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::timeout;
 use tracing::{debug, error, info, warn};
 
-use crate::hub::{ChatError, Hub, Me, Outbox};
+use crate::hub::{now_ms, ChatError, Hub, Me, Outbox};
 use crate::protocol;
 use crate::Shared;
 
@@ -288,10 +288,6 @@ impl fmt::Debug for Cluster {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn channel(room: &str) -> String {

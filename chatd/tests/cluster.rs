@@ -31,12 +31,15 @@ fn history_seqs(hello: &Value) -> Vec<u64> {
     hello["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect()
 }
 
-/// A Redis, two in-process nodes on it, alice on the first and bob on the second, both joined
-/// to room `r`.
-async fn alice_and_bob(name: &str) -> (Redis, Server, Server, WebSocket<TcpStream>, WebSocket<TcpStream>) {
+/// A Redis, two in-process nodes on it (configured by `node`), alice on the first and bob on the
+/// second, both joined to room `r`.
+async fn alice_and_bob(
+    name: &str,
+    node: impl Fn(&Redis) -> chatd::Config,
+) -> (Redis, Server, Server, WebSocket<TcpStream>, WebSocket<TcpStream>) {
     let redis = Redis::start(name);
-    let a = Server::start(node_config(&redis)).await;
-    let b = Server::start(node_config(&redis)).await;
+    let a = Server::start(node(&redis)).await;
+    let b = Server::start(node(&redis)).await;
     let mut alice = a.client("/ws?room=r&nick=alice").await;
     next(&mut alice).await;
     let mut bob = b.client("/ws?room=r&nick=bob").await;
@@ -198,7 +201,7 @@ async fn three_nodes_agree_on_presence_and_forget_a_killed_node() {
 #[tokio::test]
 #[ignore = "needs redis-server: run scripts/cluster-test"]
 async fn a_redis_restart_loses_nothing_since_cannot_recover() {
-    let (mut redis, _a, b, mut alice, mut bob) = alice_and_bob("cluster-restart").await;
+    let (mut redis, _a, b, mut alice, mut bob) = alice_and_bob("cluster-restart", node_config).await;
     for i in 1..=5 {
         alice.send_text(&say("r", &format!("before {i}"))).await.unwrap();
     }
@@ -247,7 +250,7 @@ async fn a_redis_restart_loses_nothing_since_cannot_recover() {
 #[tokio::test]
 #[ignore = "needs redis-server: run scripts/cluster-test"]
 async fn messages_published_while_unsubscribed_are_filled_from_the_stream() {
-    let (redis, _a, b, mut alice, mut bob) = alice_and_bob("cluster-fill").await;
+    let (redis, _a, b, mut alice, mut bob) = alice_and_bob("cluster-fill", node_config).await;
     alice.send_text(&say("r", "one")).await.unwrap();
     messages(&mut bob, 1).await;
     // Redis drops every subscriber; what is published next reaches no node.
@@ -288,20 +291,15 @@ fn doctor_checks_redis() {
 #[ignore = "needs redis-server: run scripts/cluster-test"]
 async fn a_stalled_redis_refuses_what_does_not_fit_and_keeps_the_order_of_the_rest() {
     const SENT: usize = 5000; // more than the node's send queue (4,096) plus one pipeline (256)
-    let redis = Redis::start("cluster-stall");
     let stall_proof = |redis: &Redis| {
         let mut cluster = chatd::cluster::ClusterConfig::new(redis.url());
-        cluster.node_expiry = Duration::from_secs(10); // no lease runs out during the pause
-                                                       // Room for every message and error in the clients' queues: this test is about the
-                                                       // send queue, not about slow readers.
+        // No lease runs out during the pause.
+        cluster.node_expiry = Duration::from_secs(10);
+        // Room for every message and error in the clients' queues: this test is about the send
+        // queue, not about slow readers.
         chatd::Config { cluster: Some(cluster), queue_messages: 4 * SENT, queue_bytes: 16 << 20, ..config() }
     };
-    let a = Server::start(stall_proof(&redis)).await;
-    let b = Server::start(stall_proof(&redis)).await;
-    let mut alice = a.client("/ws?room=r&nick=alice").await;
-    next(&mut alice).await;
-    let mut bob = b.client("/ws?room=r&nick=bob").await;
-    next(&mut bob).await;
+    let (redis, _a, _b, mut alice, mut bob) = alice_and_bob("cluster-stall", stall_proof).await;
     // Redis answers nobody for 1.5 s (less than a request's 2 s deadline): the node's sender
     // waits on its pipeline, the queue fills, and what doesn't fit is refused at once.
     assert!(redis.command("CLIENT PAUSE 1500 ALL").unwrap().starts_with("+OK"));
