@@ -13,7 +13,7 @@
 //! message published while the subscription was down, or before it was confirmed) is filled by
 //! reading the stream, so a member sees every message once, in order.
 //!
-//! # Keys (standalone Redis 6.2 or later; scripts touch keys of one room, and presence)
+//! # Keys (standalone Redis, tested with 7.0; not Redis Cluster: the presence scripts touch many rooms' keys)
 //!
 //! | key | type | holds |
 //! |---|---|---|
