@@ -32,9 +32,13 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
 async fn echo(tcp: tokio::net::TcpStream, config: Config) -> Result<(), wsproto::Error> {
     let mut ws = wsproto::stream::accept(tcp, config).await?;
     while let Some(event) = ws.recv().await? {
+        // `feed_*` queues the reply without writing it; the next `recv` writes everything
+        // queued while it waits for input. A client that sends ten messages in one packet gets
+        // ten replies in one write instead of ten. (`send_*` writes at once: use it when
+        // nothing else will call `recv` soon, e.g. a task that only sends.)
         match event {
-            Event::Text(text) => ws.send_text(&text).await?,
-            Event::Binary(data) => ws.send_binary(data).await?,
+            Event::Text(text) => ws.feed_text(&text).await?,
+            Event::Binary(data) => ws.feed_binary(data).await?,
             Event::Ping(_) | Event::Pong(_) | Event::Close(_) => {}
         }
     }

@@ -273,7 +273,8 @@ impl Connection {
     /// The next event, `Ok(None)` if more bytes are needed (or the connection is closed).
     ///
     /// On `Err(Error::Protocol(e))` the connection has failed (§7.1.7): a close frame with
-    /// `e.close_code()` is queued, the state is [`State::Closed`], and later calls return
+    /// `e.close_code()` is queued (after messages already queued, so the peer gets what was
+    /// sent before the failure), the state is [`State::Closed`], and later calls return
     /// `Ok(None)`. Flush the outgoing bytes and close the transport.
     pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
         match self.poll_event() {
@@ -509,8 +510,11 @@ impl Connection {
     /// the error's code (unless one was already sent), and stop reading.
     fn fail(&mut self, e: ProtocolError) {
         if self.state == State::Open {
-            self.queue.clear();
-            self.queued_data = 0;
+            // Messages the application queued before the failure still go out, then the close:
+            // they were accepted for sending while the connection was good (an echo server
+            // that fed its replies gets them to the peer, as Autobahn's strict cases expect),
+            // and they are bounded by the write-buffer limit. Pongs owed to the faulty peer
+            // are dropped.
             self.pongs.clear();
             let payload = CloseFrame::encode(e.close_code(), "").unwrap_or_default();
             self.push_control(OpCode::Close, payload);

@@ -316,6 +316,22 @@ where
         self.flush().await
     }
 
+    /// Queues a text message without writing it yet; waits first if the write buffer is over
+    /// its limit. It goes out with the next [`flush`](Self::flush), send, or
+    /// [`recv`](Self::recv) (which writes while it waits for input), so a loop that feeds a
+    /// reply to every message it receives writes all the replies to one read in one system
+    /// call instead of one each.
+    pub async fn feed_text(&mut self, text: &str) -> Result<(), Error> {
+        self.reserve().await?;
+        self.conn.send_text(text)
+    }
+
+    /// Queues a binary message without writing it yet; see [`feed_text`](Self::feed_text).
+    pub async fn feed_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.reserve().await?;
+        self.conn.send_binary(data)
+    }
+
     /// Sends one frame of a fragmented message, or a ping or pong. See
     /// [`Connection::send_frame`].
     pub async fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: impl Into<Bytes>) -> Result<(), Error> {

@@ -305,6 +305,22 @@ fn pong_goes_ahead_of_queued_data() {
     assert_eq!(first.head()[0], 0x8a, "the pong jumps the full data queue");
 }
 
+#[test]
+fn rfc6455_7_1_7_failing_sends_what_was_queued_then_the_close() {
+    // An echo server fed its reply to the first message; the second frame is bad (RSV1 without
+    // an extension). The reply still goes out, then the close with 1002 (Autobahn 3.2 strict).
+    let mut conn = Connection::new(Role::Server, Config::default());
+    let mut bad = client(OpCode::Text, true, b"x");
+    bad[0] |= 0x40;
+    conn.receive(&[client(OpCode::Text, true, b"hello"), bad].concat());
+    assert_eq!(conn.next_event().unwrap(), Some(Event::Text("hello".into())));
+    conn.send_text("hello").unwrap();
+    assert!(matches!(conn.next_event(), Err(Error::Protocol(ProtocolError::ReservedBits))));
+    let reply = conn.next_outgoing().unwrap();
+    assert_eq!((reply.head()[0], &reply.body()[..]), (0x81, &b"hello"[..]), "the queued reply first");
+    assert_eq!(wire_close(&mut conn).map(CloseCode::as_u16), Some(1002), "then the close");
+}
+
 // ---- §8.1 UTF-8 ------------------------------------------------------------------------------
 
 #[test]

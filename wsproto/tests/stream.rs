@@ -183,6 +183,48 @@ async fn writer_applies_backpressure_to_a_peer_that_never_reads() {
     drop(client);
 }
 
+#[tokio::test(start_paused = true)]
+async fn fed_messages_wait_for_recv_or_flush_and_go_out_together() {
+    let (mut client, mut server) = pair(Config::builder().ping_interval(None).build().unwrap()).await;
+    client.send_text("one").await.unwrap();
+    client.send_text("two").await.unwrap();
+    // The server answers both messages before either answer is written...
+    for expected in ["one", "two"] {
+        let Some(Event::Text(text)) = server.recv().await.unwrap() else { panic!("expected text") };
+        assert_eq!(text, expected);
+        server.feed_text(&format!("re: {text}")).await.unwrap();
+    }
+    server.feed_binary(vec![7u8]).await.unwrap();
+    assert!(server.connection().has_outgoing(), "fed frames are queued, not written");
+    // ...and the recv that waits for the next message writes them.
+    let echo = tokio::spawn(async move { while let Ok(Some(_)) = server.recv().await {} });
+    assert_eq!(client.recv().await.unwrap(), Some(Event::Text("re: one".into())));
+    assert_eq!(client.recv().await.unwrap(), Some(Event::Text("re: two".into())));
+    assert_eq!(client.recv().await.unwrap(), Some(Event::Binary(vec![7u8].into())));
+    client.close(CloseCode::Normal, "").await.unwrap();
+    while let Ok(Some(_)) = client.recv().await {}
+    echo.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn feed_waits_once_the_write_buffer_is_over_its_limit() {
+    let config = Config::builder().write_buffer_limit(16 * 1024).ping_interval(None).build().unwrap();
+    let (client, mut server) = pair(config).await;
+    let chunk = bytes::Bytes::from(vec![0u8; 16 * 1024]);
+    // Under the limit feeding returns at once, without writing.
+    server.feed_binary(chunk.clone()).await.unwrap();
+    assert_eq!(server.connection().queued_data_len(), 16 * 1024 + 4, "the frame, header included, is queued");
+    // At the limit it writes first: the 64 KiB pipe takes four chunks, then it must wait.
+    let blocked = tokio::time::timeout(Duration::from_secs(5), async {
+        for _ in 0..8 {
+            server.feed_binary(chunk.clone()).await.unwrap();
+        }
+    })
+    .await;
+    assert!(blocked.is_err(), "feed must wait for a peer that doesn't read");
+    drop(client);
+}
+
 #[tokio::test]
 async fn eof_without_close_is_an_error_not_a_clean_end() {
     let (client, mut server) = pair(Config::default()).await;

@@ -1,4 +1,5 @@
-//! Echo server on wsproto (the same as examples/04_echo_server.rs, library defaults).
+//! Echo server on wsproto (the same as examples/04_echo_server.rs, library defaults): replies
+//! are fed (`feed_text`), so `recv` writes all the replies to one read in one write.
 //! Usage: echo_wsproto ADDR [--deflate]   (--deflate: accept permessage-deflate, defaults)
 use tokio::net::TcpListener;
 use wsproto::{Config, Event};
@@ -20,8 +21,8 @@ async fn main() -> std::io::Result<()> {
             let Ok(mut ws) = wsproto::stream::accept(tcp, config).await else { return };
             while let Ok(Some(event)) = ws.recv().await {
                 let sent = match event {
-                    Event::Text(text) => ws.send_text(&text).await,
-                    Event::Binary(data) => ws.send_binary(data).await,
+                    Event::Text(text) => ws.feed_text(&text).await,
+                    Event::Binary(data) => ws.feed_binary(data).await,
                     _ => Ok(()),
                 };
                 if sent.is_err() {
