@@ -207,8 +207,9 @@ struct Room {
     follow: Follow,
 }
 
-/// Most messages a room holds back while a gap before them is filled; later ones are dropped
-/// and fetched from the stream by the next fill.
+/// Most messages a room holds back while a gap before them is filled (64-byte messages: about
+/// 300 KiB per room at most). The lowest numbers are kept, since they are delivered first;
+/// the highest are dropped past it and fetched from the stream by a later fill.
 const PENDING_MAX: usize = 4096;
 
 /// Cluster mode: a room's place in its Redis stream (see the module docs).
@@ -220,6 +221,26 @@ struct Follow {
     pending: BTreeMap<u64, Arc<str>>,
     /// A fill (a read of the stream from `seq + 1`) is in flight.
     filling: bool,
+}
+
+impl Follow {
+    /// Holds message `seq` until the ones before it are delivered. At the limit a lower number
+    /// replaces the highest held (a fill's messages, which close the gap, must never be the
+    /// ones dropped); a higher one is dropped.
+    fn hold(&mut self, seq: u64, json: Arc<str>) {
+        if self.pending.contains_key(&seq) {
+            return; // a duplicate (a fill racing the subscription)
+        }
+        if self.pending.len() >= PENDING_MAX {
+            match self.pending.last_key_value() {
+                Some((&last, _)) if last > seq => {
+                    self.pending.pop_last();
+                }
+                _ => return,
+            }
+        }
+        self.pending.insert(seq, json);
+    }
 }
 
 impl Room {
@@ -648,9 +669,7 @@ impl Hub {
             if room.follow.synced && seq <= room.seq {
                 return None;
             }
-            if room.follow.pending.len() < PENDING_MAX {
-                room.follow.pending.insert(seq, json);
-            }
+            room.follow.hold(seq, json);
             room.advance(self.history, &self.metrics, &mut kicked)
         };
         self.announce_kicked(&room, kicked);
@@ -668,8 +687,8 @@ impl Hub {
             let mut room = lock(&room);
             room.follow.filling = false;
             for (seq, json) in entries {
-                if seq > room.seq && room.follow.pending.len() < PENDING_MAX {
-                    room.follow.pending.insert(seq, json);
+                if seq > room.seq {
+                    room.follow.hold(seq, json);
                 }
             }
             if let Some(&next) = room.follow.pending.keys().next() {
@@ -896,6 +915,32 @@ mod tests {
         let (b, mut b_in) = outbox(100, 1 << 20);
         hub.join_with(&Me { id: 2, nick: "bob", outbox: &b, deflate: false }, "r", Some(9), Some(&[])).unwrap();
         assert_eq!(drain(&mut b_in)[0]["recovered"], false);
+    }
+
+    #[test]
+    fn past_the_pending_limit_the_fill_still_closes_the_gap() {
+        let hub = Hub::new(10, 10, 1 << 20, Arc::default()).clustered();
+        hub.follow("r").unwrap();
+        hub.synced("r", 0, Vec::new());
+        let (a, mut a_in) = outbox(20_000, 1 << 30);
+        hub.join_with(&Me { id: 1, nick: "a", outbox: &a, deflate: false }, "r", None, Some(&[])).unwrap();
+        drain(&mut a_in);
+        // Message 1 is missed; 2.. arrive, more than the limit: a fill from 1 is asked for once.
+        let last = PENDING_MAX as u64 + 100;
+        assert_eq!(hub.deliver("r", 2, message(2)), Some(1));
+        for seq in 3..=last {
+            assert_eq!(hub.deliver("r", seq, message(seq)), None);
+        }
+        // The fill brings 1 and 2: delivered with everything held, in order. What didn't fit
+        // (the highest numbers) is asked for by the next fill, not skipped as lost.
+        // 2..=PENDING_MAX + 1 were held; 1 took the place of the highest of them.
+        let next_fill = hub.filled("r", vec![(1, message(1)), (2, message(2))]);
+        let kept = PENDING_MAX as u64;
+        assert!(seqs(&mut a_in).into_iter().eq(1..=kept), "1..={kept} delivered, in order");
+        assert_eq!(next_fill, None, "nothing is held now; the periodic check notices the rest");
+        assert_eq!(hub.behind("r", last), Some(kept + 1));
+        assert_eq!(hub.filled("r", ((kept + 1)..=last).map(|n| (n, message(n))).collect()), None);
+        assert!(seqs(&mut a_in).into_iter().eq((kept + 1)..=last), "the rest, in order");
     }
 
     #[test]
