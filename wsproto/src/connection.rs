@@ -264,6 +264,18 @@ impl Connection {
         }
     }
 
+    /// For the tokio layer: the receive buffer and how many bytes of the current frame's
+    /// payload have yet to arrive, when that is at least `min`. Reading exactly that many
+    /// bytes straight into the buffer (reserved once) puts a big payload into one allocation
+    /// that nothing else shares, without the copy from a read buffer. `None` between frames,
+    /// for short remainders, and once closed (received bytes are then ignored).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn payload_to_come(&mut self, min: usize) -> Option<(&mut BytesMut, usize)> {
+        let frame = self.frame.as_ref()?;
+        let remaining = frame.len.saturating_sub(self.rbuf.len());
+        (self.state != State::Closed && remaining >= min).then_some((&mut self.rbuf, remaining))
+    }
+
     /// Bytes received but not yet turned into events (bounded by the frame size limit plus a
     /// header, and by what the caller feeds between calls to [`next_event`](Self::next_event)).
     pub fn buffered_len(&self) -> usize {
