@@ -26,32 +26,26 @@
 pub mod http;
 pub mod protocol;
 
-#[cfg(feature = "server")]
-pub mod acme;
-#[cfg(feature = "server")]
-mod app;
-#[cfg(feature = "server")]
-pub mod cluster;
-#[cfg(feature = "server")]
-pub mod config;
-#[cfg(feature = "server")]
-pub mod doctor;
-#[cfg(feature = "server")]
-pub mod hub;
-#[cfg(feature = "server")]
-pub mod metrics;
-#[cfg(feature = "server")]
-pub mod redirect;
-#[cfg(feature = "server")]
-pub mod server;
-#[cfg(feature = "server")]
-pub mod session;
-#[cfg(feature = "server")]
-pub mod store;
-#[cfg(feature = "server")]
-pub mod tls;
-#[cfg(feature = "server")]
-pub mod x509;
+/// Declares the modules that need the `server` feature (tokio uses the same pattern).
+macro_rules! server_only {
+    ($($vis:vis mod $name:ident;)*) => { $( #[cfg(feature = "server")] $vis mod $name; )* };
+}
+
+server_only! {
+    pub mod acme;
+    mod app;
+    pub mod cluster;
+    pub mod config;
+    pub mod doctor;
+    pub mod hub;
+    pub mod metrics;
+    pub mod redirect;
+    pub mod server;
+    pub mod session;
+    pub mod store;
+    pub mod tls;
+    pub mod x509;
+}
 
 #[cfg(feature = "server")]
 pub use app::{preflight, run, Error, Prepared, Shared};
