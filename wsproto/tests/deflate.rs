@@ -145,6 +145,27 @@ fn bad_compressed_data_and_bad_utf8_inside_fail_with_1007() {
     assert!(matches!(conn.next_event(), Err(Error::Protocol(ProtocolError::InvalidUtf8))));
 }
 
+#[test]
+fn compressed_bytes_on_the_wire_count_against_the_budget_before_any_inflating() {
+    // Incompressible bytes: their DEFLATE data is bigger than the 1 KiB budget.
+    let mut state = 1u64;
+    let noise: Vec<u8> = (0..2000)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 56) as u8
+        })
+        .collect();
+    let packed = deflate(&noise);
+    assert!(packed.len() > 1200, "random bytes don't compress");
+    let mut conn = server(1024);
+    let first = client_frame(OpCode::Binary, false, RSV1, &packed[..600]);
+    assert_eq!(events(&mut conn, &first).unwrap(), Vec::<Event>::new());
+    // 600 + 600 wire bytes > 1024: refused on the second header alone (2 + 2 length + 4 mask
+    // bytes), before a byte of its payload is read or inflated.
+    let second = client_frame(OpCode::Continuation, false, 0, &packed[600..1200]);
+    fails_with(&second[..8], &mut conn, ProtocolError::MessageTooBig, CloseCode::MessageTooBig);
+}
+
 // ---- shared compressed frames ---------------------------------------------------------------------
 
 #[test]
