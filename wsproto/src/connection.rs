@@ -266,7 +266,7 @@ impl Connection {
 
     /// For the tokio layer: the receive buffer and how many bytes of the current frame's
     /// payload have yet to arrive, when that is at least `min`. Reading exactly that many
-    /// bytes straight into the buffer (reserved once) puts a big payload into one allocation
+    /// bytes straight into the buffer puts a big payload into one allocation
     /// that nothing else shares, without the copy from a read buffer. `None` between frames,
     /// for short remainders, and once closed (received bytes are then ignored).
     #[cfg(feature = "tokio")]
