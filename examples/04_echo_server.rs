@@ -37,7 +37,7 @@ async fn echo(tcp: tokio::net::TcpStream, config: Config) -> Result<(), wsproto:
         // ten replies in one write instead of ten. (`send_*` writes at once: use it when
         // nothing else will call `recv` soon, e.g. a task that only sends.)
         match event {
-            Event::Text(text) => ws.feed_text(&text).await?,
+            Event::Text(text) => ws.feed_text(text).await?,
             Event::Binary(data) => ws.feed_binary(data).await?,
             Event::Ping(_) | Event::Pong(_) | Event::Close(_) => {}
         }

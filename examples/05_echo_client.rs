@@ -33,7 +33,7 @@ async fn echo(addr: &str, target: &str) -> Result<Option<String>, wsproto::Error
         match event {
             Event::Text(text) => {
                 first_text.get_or_insert_with(|| text.clone());
-                ws.send_text(&text).await?;
+                ws.send_text(text).await?;
             }
             Event::Binary(data) => ws.send_binary(data).await?,
             _ => {}

@@ -228,7 +228,7 @@ mod tests {
             let mut ws = wsproto::stream::accept(tcp, Config::default()).await.unwrap();
             while let Ok(Some(event)) = ws.recv().await {
                 if let Event::Text(text) = event {
-                    ws.send_text(&text).await.unwrap();
+                    ws.send_text(text).await.unwrap();
                 }
             }
         });

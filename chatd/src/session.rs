@@ -220,7 +220,7 @@ where
 
     /// Queues an `error` event for this client only.
     fn error(&mut self, code: &str, text: &str) {
-        let _ = self.ws.queue_text(&protocol::error(code, text));
+        let _ = self.ws.queue_text(protocol::error(code, text));
     }
 
     async fn on_event(&mut self, event: Result<Option<Event>, wsproto::Error>) -> Flow {

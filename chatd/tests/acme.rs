@@ -233,14 +233,14 @@ async fn tls_alpn_01_obtains_then_renews_while_a_connection_stays_open() {
     let tls = pebble.connect(chatd.addr).await;
     let mut alice = common::open(tls, DOMAIN, "/ws?room=r&nick=alice", None).await.unwrap();
     next_of(&mut alice, "hello").await;
-    alice.send_text(&say("r", "before renewal")).await.unwrap();
+    alice.send_text(say("r", "before renewal")).await.unwrap();
     assert_eq!(next_of(&mut alice, "message").await["text"], "before renewal");
 
     // The renewal swaps the certificate for new handshakes; the open connection carries on.
     chatd.expect("certificate for chat.pebble.test installed", Duration::from_secs(60)).await;
     let second = served(&pebble, chatd.addr).await;
     assert_ne!(first, second, "a renewal serves a new certificate");
-    alice.send_text(&say("r", "after renewal")).await.unwrap();
+    alice.send_text(say("r", "after renewal")).await.unwrap();
     assert_eq!(next_of(&mut alice, "message").await["text"], "after renewal");
 
     // Storage: directories 0700, files 0600.

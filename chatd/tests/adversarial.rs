@@ -50,7 +50,7 @@ async fn echo_server() -> std::net::SocketAddr {
                 let Ok(mut ws) = wsproto::stream::accept(tcp, wsproto::Config::default()).await else { return };
                 while let Ok(Some(event)) = ws.recv().await {
                     let sent = match event {
-                        Event::Text(text) => ws.send_text(&text).await,
+                        Event::Text(text) => ws.send_text(text).await,
                         Event::Binary(data) => ws.send_binary(data).await,
                         _ => Ok(()),
                     };
@@ -122,7 +122,7 @@ fn rand_suffix() -> u32 {
 /// The bystander still chats: its message comes back.
 async fn still_chatting(by: &mut Bystander, text: &str) {
     if by.chat {
-        by.ws.send_text(&say("calm", text)).await.unwrap();
+        by.ws.send_text(say("calm", text)).await.unwrap();
         assert_eq!(next_of(&mut by.ws, "message").await["text"], text);
     } else {
         by.ws.send_text(text).await.unwrap();

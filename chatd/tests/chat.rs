@@ -23,7 +23,7 @@ async fn two_clients_chat_and_the_server_stamps_nick_and_seq() {
     assert_eq!(hello["members"], serde_json::json!(["alice", "bob"]));
     assert_eq!(next(&mut alice).await, serde_json::json!({"type": "join", "room": "lobby", "nick": "bob"}));
 
-    alice.send_text(&say("lobby", "hi bob")).await.unwrap();
+    alice.send_text(say("lobby", "hi bob")).await.unwrap();
     for ws in [&mut alice, &mut bob] {
         let m = next(ws).await;
         assert_eq!(
@@ -49,7 +49,7 @@ async fn history_and_since_recovery() {
     let mut alice = server.client("/ws?room=r&nick=alice").await;
     next(&mut alice).await;
     for i in 1..=5 {
-        alice.send_text(&say("r", &format!("m{i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("m{i}"))).await.unwrap();
         next(&mut alice).await;
     }
     // Missed 4 and 5: both still kept.
@@ -91,7 +91,7 @@ async fn nicks_are_unique_per_room_and_cannot_be_spoofed() {
     assert_eq!(next(&mut bob).await["code"], "nick_taken");
     bob.send_text(r#"{"type":"nick","nick":"robert"}"#).await.unwrap();
     assert_eq!(next(&mut alice).await, serde_json::json!({"type":"nick","room":"r","old":"bob","new":"robert"}));
-    bob.send_text(&say("r", "it's me")).await.unwrap();
+    bob.send_text(say("r", "it's me")).await.unwrap();
     assert_eq!(next_of(&mut alice, "message").await["nick"], "robert");
     // Invalid names are refused before the upgrade.
     let refused = common::connect(server.addr, "/ws?room=r&nick=al%20ice", None).await;
@@ -148,7 +148,7 @@ async fn rate_limit_warns_then_closes_with_1008() {
     let mut ws = server.client("/ws?room=r&nick=flood").await;
     next(&mut ws).await;
     for i in 0..100 {
-        if ws.send_text(&say("r", &format!("{i}"))).await.is_err() {
+        if ws.send_text(say("r", &format!("{i}"))).await.is_err() {
             break;
         }
     }
@@ -195,9 +195,9 @@ async fn oversize_frames_close_with_1009_and_long_text_is_refused() {
     let server = Server::start(config()).await;
     let mut ws = server.client("/ws?room=r&nick=big").await;
     next(&mut ws).await;
-    ws.send_text(&say("r", &"y".repeat(5000))).await.unwrap();
+    ws.send_text(say("r", &"y".repeat(5000))).await.unwrap();
     assert_eq!(next(&mut ws).await["code"], "too_long");
-    ws.send_text(&"z".repeat(70 * 1024)).await.unwrap();
+    ws.send_text("z".repeat(70 * 1024)).await.unwrap();
     assert_eq!(close_of(&mut ws).await.code, CloseCode::MessageTooBig);
     // Another client is unaffected.
     let mut other = server.client("/ws?room=r&nick=other").await;
@@ -296,7 +296,7 @@ async fn deflate_members_get_one_compressed_copy_and_plain_members_the_plain_one
     next(&mut zipped).await;
     let text = "the same words again and again, ".repeat(100); // 3,200 bytes of text
     let before = server.metric("chatd_bytes_out_total").await;
-    zipped.send_text(&say("z", &text)).await.unwrap();
+    zipped.send_text(say("z", &text)).await.unwrap();
     assert_eq!(next_of(&mut zipped, "message").await["text"], text.as_str());
     let compressed = server.metric("chatd_bytes_out_total").await - before;
     assert!(compressed < 300, "one compressed delivery: {compressed} bytes");
@@ -307,7 +307,7 @@ async fn deflate_members_get_one_compressed_copy_and_plain_members_the_plain_one
     next(&mut plain).await;
     next_of(&mut zipped, "join").await;
     let before = server.metric("chatd_bytes_out_total").await;
-    zipped.send_text(&say("z", &text)).await.unwrap();
+    zipped.send_text(say("z", &text)).await.unwrap();
     for ws in [&mut zipped, &mut plain] {
         assert_eq!(next_of(ws, "message").await["text"], text.as_str());
     }

@@ -142,7 +142,7 @@ async fn sighup_reloads_redirect_works_and_sigterm_exits_zero() {
     server.wait_for("certificate reloaded (SIGHUP)");
     let tls = ca.connect(addr).await.unwrap();
     assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0].to_vec(), renewed.der);
-    old.send_text(&common::say("r", "still here")).await.unwrap();
+    old.send_text(common::say("r", "still here")).await.unwrap();
     assert_eq!(common::next_of(&mut old, "message").await["text"], "still here");
 
     // The plain listener: 301 to https, ACME challenges from the webroot.

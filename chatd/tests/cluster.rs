@@ -74,9 +74,9 @@ async fn two_nodes_one_room_one_order() {
     // Everyone talks at once, from both nodes, without waiting for their own messages.
     const EACH: usize = 30;
     for i in 0..EACH {
-        alice.send_text(&say("r", &format!("a{i}"))).await.unwrap();
-        bob.send_text(&say("r", &format!("b{i}"))).await.unwrap();
-        carol.send_text(&say("r", &format!("c{i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("a{i}"))).await.unwrap();
+        bob.send_text(say("r", &format!("b{i}"))).await.unwrap();
+        carol.send_text(say("r", &format!("c{i}"))).await.unwrap();
     }
     let seen_a = messages(&mut alice, 3 * EACH).await;
     let seen_b = messages(&mut bob, 3 * EACH).await;
@@ -95,7 +95,7 @@ async fn two_nodes_one_room_one_order() {
     drop(bob);
     next_of(&mut alice, "leave").await;
     for i in 0..3 {
-        alice.send_text(&say("r", &format!("missed {i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("missed {i}"))).await.unwrap();
     }
     messages(&mut alice, 3).await;
     let since = 3 * EACH;
@@ -113,7 +113,7 @@ async fn two_nodes_one_room_one_order() {
     next(&mut dan).await;
     bob.send_text(r#"{"type":"nick","nick":"dan"}"#).await.unwrap();
     assert_eq!(next_of(&mut bob, "error").await["code"], "nick_taken", "dan is on the other node");
-    bob.send_text(&say("r", "as robert")).await.unwrap();
+    bob.send_text(say("r", "as robert")).await.unwrap();
     assert_eq!(messages(&mut dan, 1).await[0].1, "robert");
     // A nick is unique in a room across nodes.
     let mut second_alice = b.client("/ws?room=r&nick=alice").await;
@@ -203,13 +203,13 @@ async fn three_nodes_agree_on_presence_and_forget_a_killed_node() {
 async fn a_redis_restart_loses_nothing_since_cannot_recover() {
     let (mut redis, _a, b, mut alice, mut bob) = alice_and_bob("cluster-restart", node_config).await;
     for i in 1..=5 {
-        alice.send_text(&say("r", &format!("before {i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("before {i}"))).await.unwrap();
     }
     assert_eq!(messages(&mut bob, 5).await.last().unwrap().0, 5);
 
     redis.stop();
     // While Redis is away a message is refused, never half-sent.
-    alice.send_text(&say("r", "while down")).await.unwrap();
+    alice.send_text(say("r", "while down")).await.unwrap();
     assert_eq!(next_of(&mut alice, "error").await["code"], "unavailable");
     redis.restart();
 
@@ -217,7 +217,7 @@ async fn a_redis_restart_loses_nothing_since_cannot_recover() {
     let mut sent = 0;
     let first = loop {
         sent += 1;
-        alice.send_text(&say("r", &format!("after {sent}"))).await.unwrap();
+        alice.send_text(say("r", &format!("after {sent}"))).await.unwrap();
         let event = loop {
             let e = next(&mut alice).await;
             if e["type"] == "message" || e["type"] == "error" {
@@ -232,7 +232,7 @@ async fn a_redis_restart_loses_nothing_since_cannot_recover() {
     assert_eq!(first["seq"], 6, "numbering continues after the restart");
     assert_eq!(first["text"], format!("after {sent}"));
     for i in 1..=3 {
-        alice.send_text(&say("r", &format!("more {i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("more {i}"))).await.unwrap();
     }
     let seen: Vec<u64> = messages(&mut alice, 3).await.iter().map(|m| m.0).collect();
     assert_eq!(seen, [7, 8, 9]);
@@ -251,20 +251,20 @@ async fn a_redis_restart_loses_nothing_since_cannot_recover() {
 #[ignore = "needs redis-server: run scripts/cluster-test"]
 async fn messages_published_while_unsubscribed_are_filled_from_the_stream() {
     let (redis, _a, b, mut alice, mut bob) = alice_and_bob("cluster-fill", node_config).await;
-    alice.send_text(&say("r", "one")).await.unwrap();
+    alice.send_text(say("r", "one")).await.unwrap();
     messages(&mut bob, 1).await;
     // Redis drops every subscriber; what is published next reaches no node.
     let killed = redis.command("CLIENT KILL TYPE pubsub").unwrap();
     assert!(killed.starts_with(":2"), "both nodes' subscriptions were dropped: {killed}");
     for i in 2..=6 {
-        alice.send_text(&say("r", &format!("unheard {i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("unheard {i}"))).await.unwrap();
     }
     // Both nodes resubscribe and read 2..=6 from the stream: once each, in order.
     let seqs = |m: Vec<(u64, String, String)>| m.into_iter().map(|m| m.0).collect::<Vec<_>>();
     assert_eq!(seqs(messages(&mut bob, 5).await), [2, 3, 4, 5, 6]);
     assert_eq!(seqs(messages(&mut alice, 6).await), [1, 2, 3, 4, 5, 6]);
     assert!(b.metric("chatd_cluster_fills_total").await >= 1);
-    alice.send_text(&say("r", "seven")).await.unwrap();
+    alice.send_text(say("r", "seven")).await.unwrap();
     assert_eq!(seqs(messages(&mut bob, 1).await), [7]);
 }
 
@@ -304,7 +304,7 @@ async fn a_stalled_redis_refuses_what_does_not_fit_and_keeps_the_order_of_the_re
     // waits on its pipeline, the queue fills, and what doesn't fit is refused at once.
     assert!(redis.command("CLIENT PAUSE 1500 ALL").unwrap().starts_with("+OK"));
     for i in 0..SENT {
-        alice.send_text(&say("r", &format!("{i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("{i}"))).await.unwrap();
     }
     let (mut refused, mut delivered) = (0, Vec::new());
     while refused + delivered.len() < SENT {

@@ -30,13 +30,13 @@ async fn an_orderly_restart_keeps_history_and_numbering() {
     next(&mut bob).await;
     next_of(&mut alice, "join").await;
     for i in 1..=2 {
-        alice.send_text(&say("r", &format!("seen {i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("seen {i}"))).await.unwrap();
         next_of(&mut bob, "message").await;
         next_of(&mut alice, "message").await;
     }
     drop(bob); // bob has seen up to seq 2
     for i in 3..=5 {
-        alice.send_text(&say("r", &format!("missed {i}"))).await.unwrap();
+        alice.send_text(say("r", &format!("missed {i}"))).await.unwrap();
         assert_eq!(next_of(&mut alice, "message").await["seq"], i);
     }
     // Like SIGTERM: every client is closed with 1001, the store is flushed and marked clean.
@@ -51,7 +51,7 @@ async fn an_orderly_restart_keeps_history_and_numbering() {
     assert_eq!(hello["seq"], 5);
     let missed: Vec<(u64, String)> = (3..=5).map(|i| (i, format!("missed {i}"))).collect();
     assert_eq!(texts(&hello), missed, "exactly the missed messages");
-    bob.send_text(&say("r", "after the restart")).await.unwrap();
+    bob.send_text(say("r", "after the restart")).await.unwrap();
     assert_eq!(next_of(&mut bob, "message").await["seq"], 6, "numbering continues");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -71,7 +71,7 @@ async fn sigterm_then_sigkill_with_the_binary() {
     let (mut chatd, addr) = start(&dir);
     let mut alice = common::connect(addr, "/ws?room=r&nick=alice", None).await.unwrap();
     next(&mut alice).await;
-    alice.send_text(&say("r", "one")).await.unwrap();
+    alice.send_text(say("r", "one")).await.unwrap();
     assert_eq!(next_of(&mut alice, "message").await["seq"], 1);
     // SIGTERM: exit 0, everything stored.
     chatd.signal("TERM");
@@ -82,7 +82,7 @@ async fn sigterm_then_sigkill_with_the_binary() {
     let mut alice = common::connect(addr, "/ws?room=r&nick=alice&since=0", None).await.unwrap();
     let hello = next(&mut alice).await;
     assert_eq!(texts(&hello), [(1, "one".to_owned())]);
-    alice.send_text(&say("r", "two")).await.unwrap();
+    alice.send_text(say("r", "two")).await.unwrap();
     assert_eq!(next_of(&mut alice, "message").await["seq"], 2);
     // SIGKILL: "two" may or may not have been committed; either way no number may repeat.
     chatd.child.kill().unwrap();
@@ -98,7 +98,7 @@ async fn sigterm_then_sigkill_with_the_binary() {
     assert_eq!(hello["recovered"], false, "messages may have been lost: not claimed complete");
     let history = texts(&hello);
     assert_eq!(history[0], (1, "one".to_owned()), "the orderly stop's message is kept");
-    alice.send_text(&say("r", "three")).await.unwrap();
+    alice.send_text(say("r", "three")).await.unwrap();
     assert_eq!(next_of(&mut alice, "message").await["seq"], seq + 1);
     drop(chatd);
     std::fs::remove_dir_all(dir).unwrap();

@@ -116,7 +116,7 @@ async fn churn(addr: std::net::SocketAddr, id: usize, deadline: Instant, counts:
         let (mut ws, hello) = join(addr, &room, &nick, None).await;
         let mut last = hello["seq"].as_u64().unwrap();
         for _ in 0..rng.next(10) + 1 {
-            ws.send_text(&say(&room, &format!("from {nick}"))).await.unwrap();
+            ws.send_text(say(&room, &format!("from {nick}"))).await.unwrap();
             counts.sent.fetch_add(1, Relaxed);
             // Wait for our own message: seqs must be contiguous from our point of view too.
             loop {

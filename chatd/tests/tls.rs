@@ -59,7 +59,7 @@ async fn wss_chat_with_alpn_http11() {
     let tls = ca.connect(server.addr).await.unwrap();
     let mut bob = common::open(tls, "localhost", "/ws?room=r&nick=bob", Some("https://localhost")).await.unwrap();
     next(&mut bob).await;
-    bob.send_text(&say("r", "over tls")).await.unwrap();
+    bob.send_text(say("r", "over tls")).await.unwrap();
     assert_eq!(common::next_of(&mut alice, "message").await["text"], "over tls");
     // The page is served over https too.
     let mut tls = ca.connect(server.addr).await.unwrap();
@@ -84,7 +84,7 @@ async fn certificate_reload_on_file_change_keeps_open_connections() {
     let addr = server.addr;
     eventually("the new certificate", || async { served_cert(&ca, addr).await == second.der }).await;
     // The connection opened before the renewal still chats.
-    old.send_text(&say("r", "still here")).await.unwrap();
+    old.send_text(say("r", "still here")).await.unwrap();
     assert_eq!(common::next_of(&mut old, "message").await["text"], "still here");
 
     // A broken pair (key of another certificate) is refused; the good one stays.
@@ -93,7 +93,7 @@ async fn certificate_reload_on_file_change_keeps_open_connections() {
     eventually("a failed reload", || async { metric(&ca, server.addr, "chatd_tls_reload_failures_total").await >= 1 })
         .await;
     assert_eq!(served_cert(&ca, addr).await, second.der);
-    old.send_text(&say("r", "and still")).await.unwrap();
+    old.send_text(say("r", "and still")).await.unwrap();
     assert_eq!(common::next_of(&mut old, "message").await["text"], "and still");
     assert!(metric(&ca, server.addr, "chatd_tls_reloads_total").await >= 1);
     std::fs::remove_dir_all(dir).unwrap();

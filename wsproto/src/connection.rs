@@ -541,15 +541,20 @@ impl Connection {
 
     /// Queues a text message as one frame, compressed if `permessage-deflate` was agreed and
     /// the message is long enough.
-    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+    ///
+    /// A `String` is taken over without a copy (an echo passes on the `String` of
+    /// [`Event::Text`]; a client masks it in place); a `&str` is copied once.
+    pub fn send_text(&mut self, text: impl Into<String>) -> Result<(), Error> {
+        let text = text.into();
         if let Some(packed) = self.compress(text.as_bytes())? {
             return self.push_data(OpCode::Text, RSV1, packed);
         }
-        self.send_frame(OpCode::Text, true, Bytes::copy_from_slice(text.as_bytes()))
+        self.send_frame(OpCode::Text, true, Bytes::from(text))
     }
 
     /// Queues a binary message as one frame (compressed as [`send_text`](Self::send_text) is).
-    /// Uncompressed, a server sends `Bytes` without copying them.
+    /// Uncompressed, a server sends `Bytes` without copying them, and a client masks them in
+    /// place when nothing else holds them (a `Vec<u8>`, or the `Bytes` of an [`Event::Binary`]).
     pub fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
         let data = data.into();
         if let Some(packed) = self.compress(&data)? {
@@ -701,9 +706,11 @@ impl Connection {
         let mask = self.rng.as_mut().map(Rng::mask_key);
         let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
         let body = match mask {
-            // §5.3: the client masks a copy; the caller's bytes are left alone.
+            // §5.3: the client masks the payload in place when it holds the only reference
+            // (nobody else can see the bytes change), a copy otherwise: shared or static bytes
+            // are left alone.
             Some(key) => {
-                let mut masked = BytesMut::from(&payload[..]);
+                let mut masked = payload.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
                 apply_mask(&mut masked, key, 0);
                 masked.freeze()
             }

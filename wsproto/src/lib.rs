@@ -39,7 +39,7 @@
 //! let mut ws = wsproto::stream::accept(tcp, Config::default()).await?;
 //! while let Some(event) = ws.recv().await? {
 //!     match event {
-//!         Event::Text(text) => ws.send_text(&text).await?,
+//!         Event::Text(text) => ws.send_text(text).await?,
 //!         Event::Binary(data) => ws.send_binary(data).await?,
 //!         _ => {} // pings are answered, closes are echoed for you
 //!     }

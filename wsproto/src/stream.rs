@@ -312,8 +312,9 @@ where
         }
     }
 
-    /// Sends a text message.
-    pub async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+    /// Sends a text message (a `String` is sent without a copy; see
+    /// [`Connection::send_text`]).
+    pub async fn send_text(&mut self, text: impl Into<String>) -> Result<(), Error> {
         self.reserve().await?;
         self.conn.send_text(text)?;
         self.flush().await
@@ -331,7 +332,7 @@ where
     /// [`recv`](Self::recv) (which writes while it waits for input), so a loop that feeds a
     /// reply to every message it receives writes all the replies to one read in one system
     /// call instead of one each.
-    pub async fn feed_text(&mut self, text: &str) -> Result<(), Error> {
+    pub async fn feed_text(&mut self, text: impl Into<String>) -> Result<(), Error> {
         self.reserve().await?;
         self.conn.send_text(text)
     }
@@ -375,7 +376,7 @@ where
     }
 
     /// Queues a text message without waiting; see [`queue_encoded`](Self::queue_encoded).
-    pub fn queue_text(&mut self, text: &str) -> Result<(), Error> {
+    pub fn queue_text(&mut self, text: impl Into<String>) -> Result<(), Error> {
         if self.conn.queued_data_len() >= self.conn.config().write_buffer_limit() {
             return Err(UsageError::WriteBufferFull.into());
         }

@@ -198,7 +198,7 @@ async fn handshake_negotiates_and_both_sides_compress() {
         let agreed = *ws.connection().deflate().unwrap();
         while let Some(event) = ws.recv().await.unwrap() {
             match event {
-                Event::Text(text) => ws.send_text(&text).await.unwrap(),
+                Event::Text(text) => ws.send_text(text).await.unwrap(),
                 Event::Close(_) => break,
                 _ => {}
             }

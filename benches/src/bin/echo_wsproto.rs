@@ -21,7 +21,7 @@ async fn main() -> std::io::Result<()> {
             let Ok(mut ws) = wsproto::stream::accept(tcp, config).await else { return };
             while let Ok(Some(event)) = ws.recv().await {
                 let sent = match event {
-                    Event::Text(text) => ws.feed_text(&text).await,
+                    Event::Text(text) => ws.feed_text(text).await,
                     Event::Binary(data) => ws.feed_binary(data).await,
                     _ => Ok(()),
                 };

@@ -116,7 +116,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match command {
-        Command::Text(text) => ws.send_text(&text).await,
+        Command::Text(text) => ws.send_text(text).await,
         Command::Binary(data) => ws.send_binary(data).await,
         Command::Encoded(frame) => ws.send_encoded(&frame).await,
         Command::Ping(payload) => ws.ping(payload).await,
