@@ -406,34 +406,65 @@ pub async fn maintain(
     tls: Tls,
     challenges: Arc<Challenges>,
     metrics: Arc<crate::metrics::Metrics>,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut order = AcmeOrder { config: &config, store: &store, challenges: &challenges, tls: &tls, account: None };
+    keep_renewed(&config, &tls, &metrics, stopped, &mut order).await;
+}
+
+/// One attempt at a certificate, as the renewal loop sees it.
+trait Order {
+    /// Obtains a certificate for the configured domains and stores it.
+    async fn run(&mut self) -> Result<CertifiedKey, AcmeError>;
+}
+
+/// The real attempt: ACME, with the account opened (or registered) once and then reused.
+struct AcmeOrder<'a> {
+    config: &'a AcmeConfig,
+    store: &'a Store,
+    challenges: &'a Challenges,
+    tls: &'a Tls,
+    account: Option<Account>,
+}
+
+impl Order for AcmeOrder<'_> {
+    async fn run(&mut self) -> Result<CertifiedKey, AcmeError> {
+        if self.account.is_none() {
+            self.account = Some(open_account(self.config, self.store).await?);
+        }
+        let Some(account) = &self.account else { return Err(AcmeError::local("no ACME account")) };
+        let (pair, chain, key) = obtain(self.config, account, self.challenges, self.tls.crypto()).await?;
+        self.store.save_certificate(&chain, &key)?;
+        Ok(pair)
+    }
+}
+
+/// The renewal policy: order when the installed certificate is due ([`renewal_time`], or at
+/// once without one), install what comes back; after a failure keep serving and wait
+/// [`FIRST_RETRY`], doubling up to [`MAX_RETRY`], back to the first wait after a success.
+async fn keep_renewed(
+    config: &AcmeConfig,
+    tls: &Tls,
+    metrics: &crate::metrics::Metrics,
     mut stopped: watch::Receiver<bool>,
+    order: &mut impl Order,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut retry = FIRST_RETRY;
-    let mut account = None;
     loop {
         // Sleep in steps of at most an hour: suspend and clock changes then cost at most that.
-        let wait = due(&tls, &config.domains).duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        let wait = due(tls, &config.domains).duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
         if !wait.is_zero() {
             tokio::select! {
                 _ = stopped.changed() => return,
                 () = tokio::time::sleep(wait.min(Duration::from_secs(3600))) => continue,
             }
         }
-        let attempt = async {
-            if account.is_none() {
-                account = Some(open_account(&config, &store).await?);
-            }
-            match &account {
-                Some(account) => obtain(&config, account, &challenges, tls.crypto()).await,
-                None => Err(AcmeError::local("no ACME account")),
-            }
-        };
         let result = tokio::select! {
             _ = stopped.changed() => return,
-            result = attempt => result,
+            result = order.run() => result,
         };
-        match result.and_then(|(pair, chain, key)| store.save_certificate(&chain, &key).map(|()| pair)) {
+        match result {
             Ok(pair) => {
                 let until = pair.cert.first().and_then(|leaf| crate::x509::validity(leaf));
                 tls.install(pair);
@@ -456,7 +487,7 @@ pub async fn maintain(
                     "ACME order for {} at {} failed: {e}. To fix: {}. Retrying in {} s; serving {serving} meanwhile",
                     config.domains.join(", "),
                     config.directory,
-                    e.advice(&config),
+                    e.advice(config),
                     retry.as_secs()
                 );
                 tokio::select! {
@@ -641,17 +672,86 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hints_name_the_usual_causes() {
-        let config = AcmeConfig {
+    /// An order that fails or succeeds as scripted, and reports the (paused) time of each call.
+    struct Scripted {
+        outcomes: std::collections::VecDeque<bool>,
+        calls: tokio::sync::mpsc::UnboundedSender<tokio::time::Instant>,
+        provider: Arc<CryptoProvider>,
+    }
+
+    impl Order for Scripted {
+        async fn run(&mut self) -> Result<CertifiedKey, AcmeError> {
+            let _ = self.calls.send(tokio::time::Instant::now());
+            if !self.outcomes.pop_front().unwrap_or(false) {
+                return Err(AcmeError::local("scripted failure"));
+            }
+            // A certificate that expired in 2020: installed, and due for renewal at once.
+            let mut params = rcgen::CertificateParams::new(vec!["chat.example.com".to_owned()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 2, 1);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+            let signing_key = self.provider.key_provider.load_private_key(key_der).unwrap();
+            Ok(CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signing_key))
+        }
+    }
+
+    fn example_config() -> AcmeConfig {
+        AcmeConfig {
             domains: vec!["chat.example.com".into()],
             email: None,
             directory: LETS_ENCRYPT.into(),
             data_dir: PathBuf::from("/var/lib/chatd"),
             ca_root: None,
             challenge: Challenge::Http01,
-        };
-        let text = hints(&config);
+        }
+    }
+
+    /// The waits between the scripted order's calls, in seconds of paused time.
+    async fn waits(outcomes: &[bool], calls: usize) -> (Vec<u64>, u64, u64) {
+        let config = example_config();
+        let tls = Tls::for_acme(None, Arc::default()).unwrap();
+        let metrics = crate::metrics::Metrics::default();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut order = Scripted { outcomes: outcomes.iter().copied().collect(), calls: tx, provider: Arc::new(tls.crypto().clone()) };
+        let (stop, stopped) = watch::channel(false);
+        let mut times = Vec::new();
+        {
+            let renewing = keep_renewed(&config, &tls, &metrics, stopped, &mut order);
+            let collecting = async {
+                while times.len() < calls {
+                    times.push(rx.recv().await.unwrap());
+                }
+                stop.send(true).unwrap();
+            };
+            tokio::join!(renewing, collecting);
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let gaps = times.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        (gaps, metrics.tls_reloads.load(Relaxed), metrics.tls_reload_failures.load(Relaxed))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_orders_back_off_doubling_up_to_six_hours() {
+        let (gaps, installed, failed) = waits(&[], 13).await;
+        // 1, 2, 4 ... 256 minutes, then the 6-hour cap.
+        assert_eq!(gaps, [60, 120, 240, 480, 960, 1920, 3840, 7680, 15360, 21600, 21600, 21600]);
+        // Every call is counted, the last one too: it fails at once, before the stop is sent.
+        assert_eq!((installed, failed), (0, 13));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_resets_the_backoff() {
+        // fail, fail, succeed (with a certificate already due: order again at once), fail, fail
+        let (gaps, installed, failed) = waits(&[false, false, true, false, false], 6).await;
+        assert_eq!(gaps, [60, 120, 0, 60, 120]);
+        assert_eq!((installed, failed), (1, 5));
+    }
+
+    #[test]
+    fn hints_name_the_usual_causes() {
+        let text = hints(&example_config());
         for needle in
             ["A/AAAA records of chat.example.com", "doctor --domain chat.example.com", "port 80", "rate limit"]
         {
