@@ -6,50 +6,16 @@
 #![allow(clippy::unwrap_used)] // test helpers panic on purpose
 
 mod common;
+mod counting;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use common::client_frame;
+use counting::{Counting, LIVE, PEAK};
 use wsproto::deflate::codec::{compress_message, compressor};
 use wsproto::deflate::{DeflateConfig, PerMessageDeflate};
 use wsproto::frame::{OpCode, RSV1};
 use wsproto::{Config, Connection, Error, ProtocolError, Role};
-
-// ---- a counting allocator: live bytes and their peak ------------------------------------------
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counters only observe.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-        PEAK.fetch_max(now, Relaxed);
-        // SAFETY: same layout, as the caller promised it to us.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Relaxed);
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let now = if new_size >= layout.size() {
-            LIVE.fetch_add(new_size - layout.size(), Relaxed) + (new_size - layout.size())
-        } else {
-            LIVE.fetch_sub(layout.size() - new_size, Relaxed) - (layout.size() - new_size)
-        };
-        PEAK.fetch_max(now, Relaxed);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
