@@ -554,7 +554,8 @@ impl Connection {
 
     /// Queues a binary message as one frame (compressed as [`send_text`](Self::send_text) is).
     /// Uncompressed, a server sends `Bytes` without copying them, and a client masks them in
-    /// place when nothing else holds them (a `Vec<u8>`, or the `Bytes` of an [`Event::Binary`]).
+    /// place when nothing else holds them (a `Vec<u8>`, a `String`'s bytes); shared `Bytes`,
+    /// such as a received [`Event::Binary`] (a slice of the read buffer), are masked in a copy.
     pub fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
         let data = data.into();
         if let Some(packed) = self.compress(&data)? {
