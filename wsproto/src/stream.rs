@@ -579,7 +579,10 @@ where
             if n == 0 {
                 return Poll::Ready(Err(Error::Io(io::ErrorKind::UnexpectedEof.into())));
             }
-            self.on_bytes_received(n, usize::MAX);
+            // Big frames: the next header comes through the stack buffer (one small read and
+            // copy), and the payload after it straight into the connection again.
+            self.read_buf = Vec::new();
+            self.on_bytes_received();
             return Poll::Ready(Ok(()));
         }
         // Small reads go through a stack buffer, so an idle connection holds no read buffer at
@@ -597,23 +600,18 @@ where
             return Poll::Ready(Err(Error::Io(io::ErrorKind::UnexpectedEof.into())));
         }
         self.conn.receive(buf.filled());
-        self.on_bytes_received(n, capacity);
-        Poll::Ready(Ok(()))
-    }
-
-    /// `capacity`: what the read offered (`usize::MAX` for a direct read of a payload).
-    fn on_bytes_received(&mut self, n: usize, capacity: usize) {
         // Grow while reads fill the buffer; give the heap buffer back when traffic is small.
-        let direct = capacity == usize::MAX;
-        if direct {
-            // Big frames: the next header comes through the stack buffer (one small read and
-            // copy), and the payload after it straight into the connection again.
-            self.read_buf = Vec::new();
-        } else if n == capacity && capacity < MAX_READ {
+        if n == capacity && capacity < MAX_READ {
             self.read_buf = vec![0; capacity * 2];
         } else if n < MIN_READ && !self.read_buf.is_empty() {
             self.read_buf = Vec::new();
         }
+        self.on_bytes_received();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Input arrived: the keepalive's silence starts again.
+    fn on_bytes_received(&mut self) {
         if let Some(every) = self.conn.config().ping_interval() {
             match &mut self.keepalive {
                 Keepalive::Idle(timer) => timer.as_mut().reset(Instant::now() + every),
